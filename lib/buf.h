@@ -1,0 +1,47 @@
+/* buf.h - a growable byte buffer with a consumed prefix (input and output queues). */
+#ifndef ES_BUF_H
+#define ES_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Bytes live in data[off .. off+len); cap is the allocation size. A zeroed
+ * buf is valid and empty and owns nothing. */
+typedef struct buf {
+    uint8_t *data;
+    size_t off;
+    size_t len;
+    size_t cap;
+} buf;
+
+/* Pointer to the first unconsumed byte. */
+static inline uint8_t *buf_head(const buf *b) { return b->data + b->off; }
+
+/* Pointer just past the last byte: where buf_reserve made room. */
+static inline uint8_t *buf_tail(const buf *b) { return b->data + b->off + b->len; }
+
+/* Free space after the tail. */
+static inline size_t buf_room(const buf *b) { return b->cap - b->off - b->len; }
+
+/* Make room for at least n more bytes at the tail, moving the bytes to the
+ * front or growing the allocation (geometrically) as needed. Returns 0, or
+ * -1 if memory is exhausted (the buffer is unchanged). */
+int buf_reserve(buf *b, size_t n);
+
+/* Append n bytes. Returns 0 or -1 (out of memory; nothing appended). */
+int buf_append(buf *b, const void *data, size_t n);
+
+/* Mark n bytes written at the tail (after buf_reserve) as part of the buffer. */
+static inline void buf_commit(buf *b, size_t n) { b->len += n; }
+
+/* Drop n bytes (n <= len) from the head; an emptied buffer restarts at 0. */
+static inline void buf_consume(buf *b, size_t n)
+{
+    b->len -= n;
+    b->off = b->len ? b->off + n : 0;
+}
+
+/* Release the allocation; the buffer is empty and owns nothing. */
+void buf_free(buf *b);
+
+#endif

@@ -1,0 +1,501 @@
+/* config.c - loads the INI file with inih, with line numbers for every key and error. */
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#ifndef PLUGINDIR
+#define PLUGINDIR "/usr/local/lib/echosrv"
+#endif
+
+#define MAX_LINE 4096
+
+/* Parsing state shared by the line reader and the handler. */
+typedef struct loader {
+    config *cfg;
+    FILE *fp;
+    char *line;       /* getline buffer */
+    size_t line_cap;
+    int lineno;       /* line most recently handed to inih */
+    int section_line; /* line of the current [section] */
+    int err_line;     /* first error: line (0 none) */
+    char err[512];
+    int seen[16];     /* line of each [server] key already set */
+} loader;
+
+static void fail_at(loader *ld, int line, const char *fmt, ...) ES_PRINTF(3, 4);
+
+static void fail_at(loader *ld, int line, const char *fmt, ...)
+{
+    if (ld->err_line != 0)
+        return;
+    ld->err_line = line;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ld->err, sizeof ld->err, fmt, ap);
+    va_end(ap);
+}
+
+enum {
+    K_BIND, K_THREADS, K_PLUGIN, K_PLUGIN_DIR, K_BACKLOG, K_MAX_CONNECTIONS,
+    K_IDLE_TIMEOUT, K_MAX_MESSAGE, K_SHUTDOWN_TIMEOUT, K_LOG_LEVEL, K_COUNT
+};
+
+static const char *const server_keys[K_COUNT] = {
+    "bind", "threads", "plugin", "plugin_dir", "backlog", "max_connections",
+    "idle_timeout", "max_message", "shutdown_timeout", "log_level",
+};
+
+static int parse_long(const char *text, long lo, long hi, long *out)
+{
+    if (*text == '\0' || isspace((unsigned char)*text))
+        return -1;
+    errno = 0;
+    char *end;
+    long long v = strtoll(text, &end, 10);
+    if (errno != 0 || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = (long)v;
+    return 0;
+}
+
+int config_parse_size(const char *text, size_t *out)
+{
+    if (!isdigit((unsigned char)*text))
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno != 0)
+        return -1;
+    unsigned shift = 0;
+    switch (*end) {
+    case '\0': break;
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    default: return -1;
+    }
+    if (*end != '\0' || v > (SIZE_MAX >> shift))
+        return -1;
+    *out = (size_t)(v << shift);
+    return 0;
+}
+
+static char *path_join(const char *dir, const char *rel)
+{
+    char *out = NULL;
+    if (rel[0] == '/')
+        return strdup(rel);
+    if (asprintf(&out, "%s/%s", dir, rel) < 0)
+        return NULL;
+    return out;
+}
+
+static int set_string(char **field, const char *value)
+{
+    char *copy = strdup(value);
+    if (copy == NULL)
+        return -1;
+    free(*field);
+    *field = copy;
+    return 0;
+}
+
+static void server_key(loader *ld, const char *key, const char *value)
+{
+    config *cfg = ld->cfg;
+    int line = ld->lineno;
+    int k;
+    for (k = 0; k < K_COUNT; k++)
+        if (strcmp(key, server_keys[k]) == 0)
+            break;
+    if (k == K_COUNT) {
+        fail_at(ld, line, "unknown key '%s' in [server]", key);
+        return;
+    }
+    if (ld->seen[k] != 0) {
+        fail_at(ld, line, "duplicate key '%s' in [server] (first set at line %d)", key,
+                ld->seen[k]);
+        return;
+    }
+    ld->seen[k] = line;
+
+    long v;
+    char err[256];
+    switch (k) {
+    case K_BIND: {
+        addr *list;
+        size_t n;
+        if (addr_parse_list(value, &list, &n, err, sizeof err) < 0) {
+            fail_at(ld, line, "bind: %s", err);
+            return;
+        }
+        free(cfg->binds);
+        cfg->binds = list;
+        cfg->nbinds = n;
+        if (set_string(&cfg->bind, value) < 0)
+            fail_at(ld, line, "out of memory");
+        return;
+    }
+    case K_THREADS:
+        if (parse_long(value, 0, 1024, &v) < 0) {
+            fail_at(ld, line, "threads: '%s' is not a number from 0 to 1024", value);
+            return;
+        }
+        cfg->threads = (int)v;
+        return;
+    case K_PLUGIN:
+        if (*value == '\0') {
+            fail_at(ld, line, "plugin: empty value");
+            return;
+        }
+        cfg->plugin_line = line;
+        if (set_string(&cfg->plugin, value) < 0)
+            fail_at(ld, line, "out of memory");
+        return;
+    case K_PLUGIN_DIR: {
+        if (*value == '\0') {
+            fail_at(ld, line, "plugin_dir: empty value");
+            return;
+        }
+        char *p = path_join(cfg->dir, value);
+        if (p == NULL) {
+            fail_at(ld, line, "out of memory");
+            return;
+        }
+        free(cfg->plugin_dir);
+        cfg->plugin_dir = p;
+        return;
+    }
+    case K_BACKLOG:
+        if (parse_long(value, 1, 65535, &v) < 0) {
+            fail_at(ld, line, "backlog: '%s' is not a number from 1 to 65535", value);
+            return;
+        }
+        cfg->backlog = (int)v;
+        return;
+    case K_MAX_CONNECTIONS:
+        if (parse_long(value, 1, 100000000, &v) < 0) {
+            fail_at(ld, line, "max_connections: '%s' is not a number from 1 to 100000000", value);
+            return;
+        }
+        cfg->max_connections = v;
+        return;
+    case K_IDLE_TIMEOUT:
+        if (parse_long(value, 0, 31536000, &v) < 0) {
+            fail_at(ld, line, "idle_timeout: '%s' is not a number of seconds from 0 to 31536000",
+                    value);
+            return;
+        }
+        cfg->idle_timeout = v;
+        return;
+    case K_MAX_MESSAGE: {
+        size_t s;
+        if (config_parse_size(value, &s) < 0 || s < 2 || s > ((size_t)1 << 32)) {
+            fail_at(ld, line,
+                    "max_message: '%s' is not a size from 2 to 4G (bytes, or with K, M, G)",
+                    value);
+            return;
+        }
+        cfg->max_message = s;
+        return;
+    }
+    case K_SHUTDOWN_TIMEOUT:
+        if (parse_long(value, 0, 3600, &v) < 0) {
+            fail_at(ld, line, "shutdown_timeout: '%s' is not a number of seconds from 0 to 3600",
+                    value);
+            return;
+        }
+        cfg->shutdown_timeout = v;
+        return;
+    case K_LOG_LEVEL: {
+        int lv = log_level_parse(value);
+        if (lv < 0) {
+            fail_at(ld, line, "log_level: '%s' is not one of error, warn, info, debug", value);
+            return;
+        }
+        cfg->log_level = lv;
+        return;
+    }
+    }
+}
+
+static config_section *section_find(config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nsections; i++)
+        if (strcmp(cfg->sections[i].name, name) == 0)
+            return &cfg->sections[i];
+    return NULL;
+}
+
+const config_section *config_section_find(const config *cfg, const char *name)
+{
+    return section_find((config *)cfg, name);
+}
+
+static void plugin_key(loader *ld, const char *section, const char *key, const char *value)
+{
+    config_section *s = section_find(ld->cfg, section);
+    if (s == NULL) {
+        fail_at(ld, ld->lineno, "internal error: section [%s] not recorded", section);
+        return;
+    }
+    for (size_t i = 0; i < s->count; i++) {
+        if (strcmp(s->items[i].key, key) == 0) {
+            fail_at(ld, ld->lineno, "duplicate key '%s' in [%s] (first set at line %d)", key,
+                    section, s->items[i].line);
+            return;
+        }
+    }
+    if (s->count == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 8;
+        es_config_item *items = realloc(s->items, cap * sizeof *items);
+        if (items == NULL) {
+            fail_at(ld, ld->lineno, "out of memory");
+            return;
+        }
+        s->items = items;
+        s->cap = cap;
+    }
+    char *k = strdup(key), *v = strdup(value);
+    if (k == NULL || v == NULL) {
+        free(k);
+        free(v);
+        fail_at(ld, ld->lineno, "out of memory");
+        return;
+    }
+    s->items[s->count++] = (es_config_item){.key = k, .value = v, .line = ld->lineno};
+}
+
+/* inih handler: called for each key, before the next line is read. */
+static int on_key(void *user, const char *section, const char *key, const char *value)
+{
+    loader *ld = user;
+    char unquoted[MAX_LINE];
+    size_t n = strlen(value);
+    if (n >= 2 && value[0] == '"' && value[n - 1] == '"' && n - 2 < sizeof unquoted) {
+        memcpy(unquoted, value + 1, n - 2);
+        unquoted[n - 2] = '\0';
+        value = unquoted;
+    }
+    if (*section == '\0')
+        fail_at(ld, ld->lineno, "key '%s' outside of any section", key);
+    else if (strcmp(section, "server") == 0)
+        server_key(ld, key, value);
+    else
+        plugin_key(ld, section, key, value);
+    return ld->err_line == 0;
+}
+
+/* Records a [section] header seen by the reader. */
+static void on_section(loader *ld, const char *p)
+{
+    const char *end = strchr(p, ']');
+    if (end == NULL)
+        return; /* inih reports the syntax error */
+    char name[256];
+    size_t n = (size_t)(end - p - 1);
+    if (n == 0 || n >= sizeof name) {
+        fail_at(ld, ld->lineno, "bad section name");
+        return;
+    }
+    memcpy(name, p + 1, n);
+    name[n] = '\0';
+    if (strcmp(name, "server") == 0) {
+        if (ld->seen[K_COUNT] != 0) {
+            fail_at(ld, ld->lineno, "duplicate section [server] (first at line %d)",
+                    ld->seen[K_COUNT]);
+            return;
+        }
+        ld->seen[K_COUNT] = ld->lineno;
+        return;
+    }
+    config *cfg = ld->cfg;
+    config_section *old = section_find(cfg, name);
+    if (old != NULL) {
+        fail_at(ld, ld->lineno, "duplicate section [%s] (first at line %d)", name, old->line);
+        return;
+    }
+    config_section *v = realloc(cfg->sections, (cfg->nsections + 1) * sizeof *v);
+    if (v == NULL) {
+        fail_at(ld, ld->lineno, "out of memory");
+        return;
+    }
+    cfg->sections = v;
+    char *copy = strdup(name);
+    if (copy == NULL) {
+        fail_at(ld, ld->lineno, "out of memory");
+        return;
+    }
+    v[cfg->nsections++] = (config_section){.name = copy, .line = ld->lineno};
+}
+
+/* inih reader: hands over one line at a time, counting lines, refusing lines
+ * too long for inih's buffer (which would otherwise be cut silently), and
+ * noting section headers (inih does not report empty ones). */
+static char *read_line(char *str, int num, void *user)
+{
+    loader *ld = user;
+    if (ld->err_line != 0)
+        return NULL;
+    ssize_t n = getline(&ld->line, &ld->line_cap, ld->fp);
+    if (n < 0)
+        return NULL;
+    ld->lineno++;
+    if (n >= num - 1 && !(n == num - 1 && ld->line[n - 1] == '\n')) {
+        fail_at(ld, ld->lineno, "line longer than %d characters", num - 2);
+        return NULL;
+    }
+    if (memchr(ld->line, '\0', (size_t)n) != NULL) {
+        fail_at(ld, ld->lineno, "NUL byte in line");
+        return NULL;
+    }
+    memcpy(str, ld->line, (size_t)n + 1);
+    const char *p = ld->line;
+    if (ld->lineno == 1 && (unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB &&
+        (unsigned char)p[2] == 0xBF)
+        p += 3;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p == '[')
+        on_section(ld, p);
+    return str;
+}
+
+static void config_defaults(config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->threads = 0;
+    cfg->backlog = 1024;
+    cfg->max_connections = 10000;
+    cfg->idle_timeout = 0;
+    cfg->max_message = (size_t)16 << 20;
+    cfg->shutdown_timeout = 10;
+    cfg->log_level = ES_LOG_INFO;
+}
+
+static void configure_inih(void)
+{
+#if HAVE_DECL_INI_MAX_LINE
+    ini_max_line = MAX_LINE;
+#endif
+#if HAVE_DECL_INI_ALLOW_MULTILINE
+    ini_allow_multiline = 0;
+#endif
+#if HAVE_DECL_INI_USE_STACK
+    ini_use_stack = 0;
+#endif
+#if HAVE_DECL_INI_ALLOW_REALLOC
+    ini_allow_realloc = 1;
+#endif
+}
+
+int config_load(config *cfg, const char *path, char *err, size_t errlen)
+{
+    config_defaults(cfg);
+    loader ld = {.cfg = cfg};
+    int rc = -1;
+
+    configure_inih();
+    cfg->path = strdup(path);
+    char *slash = strrchr(path, '/');
+    cfg->dir = slash == NULL ? strdup(".") : strndup(path, (size_t)(slash - path) + (slash == path));
+    cfg->plugin = strdup("echo");
+    cfg->plugin_dir = strdup(PLUGINDIR);
+    cfg->bind = strdup("127.0.0.1:8060");
+    if (!cfg->path || !cfg->dir || !cfg->plugin || !cfg->plugin_dir || !cfg->bind) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto out;
+    }
+    if (addr_parse_list(cfg->bind, &cfg->binds, &cfg->nbinds, err, errlen) < 0)
+        goto out;
+
+    ld.fp = fopen(path, "re");
+    if (ld.fp == NULL) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        goto out;
+    }
+    int line = ini_parse_stream(read_line, &ld, on_key, &ld);
+    if (ld.err_line != 0) {
+        snprintf(err, errlen, "%s:%d: %s", path, ld.err_line, ld.err);
+        goto out;
+    }
+    if (ferror(ld.fp)) {
+        snprintf(err, errlen, "%s: read error: %s", path, strerror(errno));
+        goto out;
+    }
+    if (line == -2) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto out;
+    }
+    if (line != 0) {
+        snprintf(err, errlen, "%s:%d: syntax error: expected '[section]' or 'key = value'",
+                 path, line);
+        goto out;
+    }
+
+    if (cfg->threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->threads = n > 0 ? (int)(n > 1024 ? 1024 : n) : 1;
+    }
+    if (strchr(cfg->plugin, '/') != NULL)
+        cfg->plugin_path = path_join(cfg->dir, cfg->plugin);
+    else if (asprintf(&cfg->plugin_path, "%s/%s.so", cfg->plugin_dir, cfg->plugin) < 0)
+        cfg->plugin_path = NULL;
+    if (cfg->plugin_path == NULL) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (ld.fp != NULL)
+        fclose(ld.fp);
+    free(ld.line);
+    return rc;
+}
+
+int config_check_sections(const config *cfg, const char *plugin_name, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->nsections; i++) {
+        const config_section *s = &cfg->sections[i];
+        if (strcmp(s->name, plugin_name) != 0) {
+            snprintf(err, errlen, "%s:%d: unknown section [%s] (expected [server] or [%s])",
+                     cfg->path, s->line, s->name, plugin_name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void config_free(config *cfg)
+{
+    for (size_t i = 0; i < cfg->nsections; i++) {
+        config_section *s = &cfg->sections[i];
+        for (size_t j = 0; j < s->count; j++) {
+            free((char *)s->items[j].key);
+            free((char *)s->items[j].value);
+        }
+        free(s->items);
+        free(s->name);
+    }
+    free(cfg->sections);
+    free(cfg->path);
+    free(cfg->dir);
+    free(cfg->bind);
+    free(cfg->binds);
+    free(cfg->plugin);
+    free(cfg->plugin_dir);
+    free(cfg->plugin_path);
+    memset(cfg, 0, sizeof *cfg);
+}

@@ -1,0 +1,434 @@
+/* conn.c - one client connection: read, frame through the plugin, reply, write, close. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "server.h"
+
+static const es_plugin *hooks_of(const es_conn *c)
+{
+    return &c->w->srv->plugin->hooks;
+}
+
+void conn_list_append(conn_list *l, es_conn *c)
+{
+    c->next = NULL;
+    c->prev = l->tail;
+    if (l->tail != NULL)
+        l->tail->next = c;
+    else
+        l->head = c;
+    l->tail = c;
+    l->count++;
+}
+
+void conn_list_remove(conn_list *l, es_conn *c)
+{
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        l->head = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    else
+        l->tail = c->prev;
+    c->prev = c->next = NULL;
+    l->count--;
+}
+
+static const char *peer_name(es_conn *c)
+{
+    if (c->peer_text == NULL) {
+        char text[ADDR_TEXT_MAX];
+        if (c->peer.sa.sa_family == AF_INET || c->peer.sa.sa_family == AF_INET6)
+            addr_format(&c->peer.sa, sizeof c->peer, text, sizeof text);
+        else
+            snprintf(text, sizeof text, "%s", c->l->name);
+        c->peer_text = strdup(text);
+    }
+    return c->peer_text != NULL ? c->peer_text : "?";
+}
+
+/* Record activity: the connection moves to the young end of the idle order. */
+static void conn_touch(es_conn *c)
+{
+    worker *w = c->w;
+    if (c->flags & CF_LINGER)
+        return;
+    c->last_active = w->now;
+    if (w->srv->cfg->idle_timeout > 0 && w->active.tail != c) {
+        conn_list_remove(&w->active, c);
+        conn_list_append(&w->active, c);
+    }
+}
+
+void conn_destroy(es_conn *c)
+{
+    worker *w = c->w;
+    const es_plugin *h = hooks_of(c);
+    if (h->close != NULL)
+        h->close(c, h->conn_size ? c->state : NULL);
+    if (w->cur == c) {
+        w->cur = NULL;
+        w->stage.len = w->stage.off = 0;
+    }
+    conn_list_remove(c->flags & CF_LINGER ? &w->linger : &w->active, c);
+    close(c->fd);
+    buf_free(&c->in);
+    buf_free(&c->out);
+    free(c->peer_text);
+    free(c);
+    atomic_fetch_sub_explicit(&w->srv->nconns, 1, memory_order_relaxed);
+}
+
+static void conn_set_events(es_conn *c, uint32_t want)
+{
+    if (want == c->events)
+        return;
+    struct epoll_event ev = {.events = want, .data.ptr = c};
+    if (epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+        c->events = want;
+    else
+        log_error("epoll_ctl on connection from %s: %s", peer_name(c), strerror(errno));
+}
+
+/* We are done: send FIN and wait (bounded) for the peer's, discarding
+ * input, so that unread input never turns our close into a reset that
+ * could destroy the replies the peer has not read yet. */
+static void conn_linger(es_conn *c)
+{
+    worker *w = c->w;
+    if (c->flags & CF_EOF) {
+        conn_destroy(c);
+        return;
+    }
+    shutdown(c->fd, SHUT_WR);
+    conn_list_remove(&w->active, c);
+    c->flags |= CF_LINGER;
+    c->last_active = w->now;
+    conn_list_append(&w->linger, c);
+    buf_free(&c->in);
+    conn_set_events(c, EPOLLIN);
+}
+
+static int conn_is_quiet(const es_conn *c)
+{
+    return c->in.len == 0 && c->out.len == 0;
+}
+
+/* Send what is staged and queued, then settle the epoll mask and any close
+ * that waited for the output. Returns 0, or -1 when c was freed. */
+static int conn_flush(es_conn *c)
+{
+    worker *w = c->w;
+    if (c->flags & CF_ABORT) {
+        conn_destroy(c);
+        return -1;
+    }
+    int handed_over = 0;
+    if (w->cur == c) {
+        w->cur = NULL;
+        if (w->stage.len > 0) {
+            ssize_t n = send(c->fd, buf_head(&w->stage), w->stage.len, MSG_NOSIGNAL);
+            if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                log_debug("write to %s: %s", peer_name(c), strerror(errno));
+                w->stage.len = w->stage.off = 0;
+                conn_destroy(c);
+                return -1;
+            }
+            if (n > 0) {
+                buf_consume(&w->stage, (size_t)n);
+                conn_touch(c);
+            }
+            if (w->stage.len > 0) {
+                /* The rest becomes the connection's queue (empty, or
+                 * replies would have gone there): hand the buffer over
+                 * instead of copying it. */
+                c->out = w->stage;
+                memset(&w->stage, 0, sizeof w->stage);
+                handed_over = 1;
+            }
+        }
+        if (w->stage.cap > STAGE_KEEP)
+            buf_free(&w->stage);
+    }
+    if (!handed_over && c->out.len > 0) {
+        ssize_t n = send(c->fd, buf_head(&c->out), c->out.len, MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            log_debug("write to %s: %s", peer_name(c), strerror(errno));
+            conn_destroy(c);
+            return -1;
+        }
+        if (n > 0) {
+            buf_consume(&c->out, (size_t)n);
+            conn_touch(c);
+        }
+        if (c->out.len == 0)
+            buf_free(&c->out);
+    }
+
+    if (c->out.len == 0 && (c->flags & CF_CLOSING)) {
+        conn_linger(c);
+        return -1;
+    }
+    if (w->draining && conn_is_quiet(c)) {
+        conn_linger(c);
+        return -1;
+    }
+    if (c->out.len >= OUT_HIGH_WATER)
+        c->flags |= CF_PAUSED;
+    else if (c->out.len <= OUT_LOW_WATER)
+        c->flags &= (uint8_t)~CF_PAUSED;
+    uint32_t want = 0;
+    if (c->out.len > 0)
+        want |= EPOLLOUT;
+    if (!(c->flags & (CF_PAUSED | CF_CLOSING | CF_EOF)))
+        want |= EPOLLIN;
+    conn_set_events(c, want);
+    return 0;
+}
+
+/* Hand complete messages in data[0..len) to the plugin. Returns how many
+ * bytes were consumed, or -1 when the connection must be closed at once. */
+static ssize_t conn_frame(es_conn *c, const uint8_t *data, size_t len)
+{
+    const es_plugin *h = hooks_of(c);
+    void *st = h->conn_size ? c->state : NULL;
+    size_t max = c->w->srv->cfg->max_message;
+    size_t off = 0;
+    while (off < len && !(c->flags & (CF_CLOSING | CF_ABORT))) {
+        ssize_t m = h->data_received(c, st, data + off, len - off);
+        if (m == 0)
+            break;
+        if (m < 0 || (size_t)m > len - off) {
+            log_warn("protocol error from %s: closing the connection", peer_name(c));
+            return -1;
+        }
+        if ((size_t)m > max) {
+            log_warn("message of %zd bytes from %s exceeds max_message (%zu): closing the connection",
+                     m, peer_name(c), max);
+            return -1;
+        }
+        if (h->response(c, st, data + off, (size_t)m) != 0) {
+            log_debug("plugin closed the connection from %s", peer_name(c));
+            return -1;
+        }
+        off += (size_t)m;
+    }
+    if (!(c->flags & (CF_CLOSING | CF_ABORT)) && len - off >= max) {
+        log_warn("message from %s exceeds max_message (%zu bytes) without an end: closing the connection",
+                 peer_name(c), max);
+        return -1;
+    }
+    return (ssize_t)off;
+}
+
+/* Read once and process. Returns 0, or -1 when c was freed. */
+static int conn_read(es_conn *c)
+{
+    worker *w = c->w;
+    if (c->flags & CF_LINGER) {
+        ssize_t n = recv(c->fd, w->rbuf, READ_BUF_SIZE, 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            conn_destroy(c);
+            return -1;
+        }
+        return 0;
+    }
+    int direct = c->in.len == 0;
+    uint8_t *dst = w->rbuf;
+    size_t room = READ_BUF_SIZE;
+    if (!direct) {
+        if (buf_reserve(&c->in, READ_BUF_SIZE) < 0) {
+            log_error("out of memory reading from %s: closing the connection", peer_name(c));
+            conn_destroy(c);
+            return -1;
+        }
+        dst = buf_tail(&c->in);
+        room = buf_room(&c->in);
+    }
+    ssize_t n = recv(c->fd, dst, room, 0);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR)
+            return 0;
+        log_debug("read from %s: %s", peer_name(c), strerror(errno));
+        conn_destroy(c);
+        return -1;
+    }
+    if (n == 0) {
+        /* The peer will send no more: answer what is complete, then go. */
+        c->flags |= CF_EOF | CF_CLOSING;
+        buf_free(&c->in);
+        return conn_flush(c);
+    }
+    conn_touch(c);
+    w->cur = c;
+    const uint8_t *data = direct ? dst : buf_head(&c->in);
+    size_t len = (size_t)n;
+    if (!direct) {
+        buf_commit(&c->in, (size_t)n);
+        len = c->in.len;
+    }
+    ssize_t used = conn_frame(c, data, len);
+    if (used < 0) {
+        w->cur = NULL;
+        w->stage.len = w->stage.off = 0;
+        conn_destroy(c);
+        return -1;
+    }
+    if (direct) {
+        if ((size_t)used < len && !(c->flags & CF_CLOSING) &&
+            buf_append(&c->in, data + used, len - (size_t)used) < 0) {
+            log_error("out of memory reading from %s: closing the connection", peer_name(c));
+            c->flags |= CF_ABORT;
+        }
+    } else {
+        buf_consume(&c->in, (size_t)used);
+        if (c->in.len == 0 || (c->flags & CF_CLOSING))
+            buf_free(&c->in);
+    }
+    return conn_flush(c);
+}
+
+void conn_event(es_conn *c, uint32_t events)
+{
+    if (events & EPOLLOUT) {
+        if (conn_flush(c) < 0)
+            return;
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        if (c->flags & (CF_PAUSED | CF_EOF)) {
+            /* Not reading: only a dead peer matters now. */
+            if (events & (EPOLLERR | EPOLLHUP))
+                conn_destroy(c);
+            return;
+        }
+        conn_read(c);
+    }
+}
+
+void conn_drain(es_conn *c)
+{
+    if (!(c->flags & (CF_PAUSED | CF_EOF | CF_LINGER | CF_CLOSING))) {
+        if (conn_read(c) < 0)
+            return;
+    }
+    if (!(c->flags & CF_LINGER) && conn_is_quiet(c))
+        conn_linger(c);
+}
+
+int conn_open(worker *w, listener *l, int fd, const struct sockaddr *sa, socklen_t salen)
+{
+    const es_plugin *h = &w->srv->plugin->hooks;
+    es_conn *c = calloc(1, sizeof *c + h->conn_size);
+    if (c == NULL) {
+        log_error("out of memory: refusing a connection on %s", l->name);
+        close(fd);
+        atomic_fetch_sub_explicit(&w->srv->nconns, 1, memory_order_relaxed);
+        return -1;
+    }
+    c->kind = SRC_CONN;
+    c->fd = fd;
+    c->w = w;
+    c->l = l;
+    c->last_active = w->now;
+    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
+        memcpy(&c->peer, sa, salen < sizeof c->peer ? salen : sizeof c->peer);
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        log_error("epoll_ctl: %s: refusing a connection on %s", strerror(errno), l->name);
+        close(fd);
+        free(c);
+        atomic_fetch_sub_explicit(&w->srv->nconns, 1, memory_order_relaxed);
+        return -1;
+    }
+    c->events = EPOLLIN;
+    conn_list_append(&w->active, c);
+    if (h->open != NULL && h->open(c, w->srv->plugin->instance, h->conn_size ? c->state : NULL) != 0) {
+        log_debug("plugin refused the connection from %s", peer_name(c));
+        conn_list_remove(&w->active, c);
+        close(fd);
+        free(c->peer_text);
+        buf_free(&c->out);
+        free(c);
+        atomic_fetch_sub_explicit(&w->srv->nconns, 1, memory_order_relaxed);
+        return -1;
+    }
+    log_debug("connection from %s on %s", peer_name(c), l->name);
+    if (c->out.len > 0 || (c->flags & (CF_CLOSING | CF_ABORT)))
+        conn_flush(c);
+    return 0;
+}
+
+/* Services for plugins. */
+
+static int host_write(es_conn *c, const void *data, size_t len)
+{
+    if (c->flags & (CF_CLOSING | CF_ABORT | CF_LINGER))
+        return -1;
+    worker *w = c->w;
+    buf *b = (w->cur == c && c->out.len == 0) ? &w->stage : &c->out;
+    if (buf_append(b, data, len) < 0) {
+        log_error("out of memory queueing %zu bytes for %s: closing the connection", len,
+                  peer_name(c));
+        c->flags |= CF_ABORT;
+        return -1;
+    }
+    return 0;
+}
+
+static void host_close(es_conn *c)
+{
+    c->flags |= CF_CLOSING;
+}
+
+static void host_log(const es_conn *c, enum es_log_level level, const char *fmt, ...)
+{
+    if ((int)level > log_threshold)
+        return;
+    char prefix[ADDR_TEXT_MAX + 64];
+    if (c != NULL)
+        snprintf(prefix, sizeof prefix, "%s: %s: ", c->w->srv->plugin->hooks.name,
+                 peer_name((es_conn *)c));
+    else
+        prefix[0] = '\0';
+    va_list ap;
+    va_start(ap, fmt);
+    log_vmsg((int)level, prefix, fmt, ap);
+    va_end(ap);
+}
+
+static const char *host_peer(const es_conn *c)
+{
+    return peer_name((es_conn *)c);
+}
+
+static void *host_instance(const es_conn *c)
+{
+    return c->w->srv->plugin->instance;
+}
+
+void conn_host_init(es_host *host)
+{
+    memset(host, 0, sizeof *host);
+    host->size = sizeof *host;
+    host->abi_major = ES_PLUGIN_ABI_MAJOR;
+    host->abi_minor = ES_PLUGIN_ABI_MINOR;
+    host->write = host_write;
+    host->close = host_close;
+    host->log = host_log;
+    host->peer = host_peer;
+    host->instance = host_instance;
+}

@@ -1,0 +1,29 @@
+/* log.h - leveled logging to stderr, one line per event. */
+#ifndef ES_LOG_H
+#define ES_LOG_H
+
+#include <stdarg.h>
+
+#include "echosrv/plugin.h"
+
+/* The threshold: messages above it are dropped. Set once at start-up,
+ * before threads start; read by every thread. */
+extern int log_threshold;
+
+/* Parse "error", "warn", "info", "debug". Returns the level or -1. */
+int log_level_parse(const char *text);
+
+/* Write "echosrv: LEVEL: message" to stderr as one write. Any thread. */
+void log_msg(int level, const char *fmt, ...) ES_PRINTF(2, 3);
+void log_vmsg(int level, const char *prefix, const char *fmt, va_list ap);
+
+#define log_error(...) log_msg(ES_LOG_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(ES_LOG_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(ES_LOG_INFO, __VA_ARGS__)
+#define log_debug(...)                                                         \
+    do {                                                                       \
+        if (log_threshold >= ES_LOG_DEBUG)                                     \
+            log_msg(ES_LOG_DEBUG, __VA_ARGS__);                                \
+    } while (0)
+
+#endif

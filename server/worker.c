@@ -1,0 +1,301 @@
+/* worker.c - the worker pool: one epoll loop per thread that accepts and serves its connections. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "server.h"
+
+#define MAX_EVENTS 256
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int listeners_add(worker *w)
+{
+    server *srv = w->srv;
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE,
+                                 .data.ptr = &srv->listeners[i]};
+        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, srv->listeners[i].fd, &ev) < 0)
+            return -1;
+    }
+    w->accepting = 1;
+    return 0;
+}
+
+static void listeners_remove(worker *w)
+{
+    if (!w->accepting)
+        return;
+    for (size_t i = 0; i < w->srv->nlisteners; i++)
+        epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->srv->listeners[i].fd, NULL);
+    w->accepting = 0;
+}
+
+static void worker_accept(worker *w, listener *l)
+{
+    server *srv = w->srv;
+    long max = srv->cfg->max_connections;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            switch (errno) {
+            case EAGAIN:
+                return;
+            case EINTR:
+            case ECONNABORTED:
+            case EPROTO:
+            case EPERM:
+                continue;
+            case EMFILE:
+            case ENFILE:
+            case ENOBUFS:
+            case ENOMEM:
+                /* Out of descriptors or memory: retrying at once would spin.
+                 * Stop accepting for a while; the connections we have
+                 * carry on. */
+                log_warn("accept on %s: %s: pausing accepts for %d ms (%ld connections open)",
+                         l->name, strerror(errno), ACCEPT_PAUSE_MS,
+                         atomic_load_explicit(&srv->nconns, memory_order_relaxed));
+                listeners_remove(w);
+                w->accept_resume = w->now + ACCEPT_PAUSE_MS;
+                return;
+            default:
+                log_error("accept on %s: %s", l->name, strerror(errno));
+                return;
+            }
+        }
+        if (atomic_fetch_add_explicit(&srv->nconns, 1, memory_order_relaxed) >= max) {
+            atomic_fetch_sub_explicit(&srv->nconns, 1, memory_order_relaxed);
+            close(fd);
+            if (w->now - w->warned_full >= 1000 || w->warned_full == 0) {
+                log_warn("max_connections (%ld) reached: refusing connections on %s", max,
+                         l->name);
+                w->warned_full = w->now;
+            }
+            continue;
+        }
+        conn_open(w, l, fd, (struct sockaddr *)&ss, sl);
+    }
+}
+
+/* Stop polling the listeners for good and tell the main thread. */
+static void worker_release(worker *w)
+{
+    server *srv = w->srv;
+    listeners_remove(w);
+    w->accept_resume = 0;
+    pthread_mutex_lock(&srv->lock);
+    srv->released++;
+    pthread_cond_signal(&srv->cond);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+static void worker_drain_start(worker *w)
+{
+    w->draining = 1;
+    w->drain_deadline = w->now + (uint64_t)w->srv->cfg->shutdown_timeout * 1000u;
+    worker_release(w);
+    es_conn *c = w->active.head;
+    while (c != NULL) {
+        es_conn *next = c->next;
+        conn_drain(c);
+        c = next;
+    }
+}
+
+static void worker_close_all(worker *w)
+{
+    while (w->active.head != NULL)
+        conn_destroy(w->active.head);
+    while (w->linger.head != NULL)
+        conn_destroy(w->linger.head);
+}
+
+/* Close what timed out; return the ms until the next deadline, or -1. */
+static int worker_timers(worker *w)
+{
+    uint64_t next = UINT64_MAX;
+    long idle = w->srv->cfg->idle_timeout;
+    if (idle > 0 && !w->draining) {
+        uint64_t ms = (uint64_t)idle * 1000u;
+        while (w->active.head != NULL && w->now - w->active.head->last_active >= ms) {
+            log_debug("closing an idle connection");
+            conn_destroy(w->active.head);
+        }
+        if (w->active.head != NULL)
+            next = w->active.head->last_active + ms;
+    }
+    while (w->linger.head != NULL && w->now - w->linger.head->last_active >= LINGER_MS)
+        conn_destroy(w->linger.head);
+    if (w->linger.head != NULL && w->linger.head->last_active + LINGER_MS < next)
+        next = w->linger.head->last_active + LINGER_MS;
+    if (!w->accepting && !w->draining && w->accept_resume != 0) {
+        if (w->now >= w->accept_resume) {
+            w->accept_resume = 0;
+            if (listeners_add(w) < 0)
+                log_error("cannot resume accepting: %s", strerror(errno));
+        } else if (w->accept_resume < next) {
+            next = w->accept_resume;
+        }
+    }
+    if (w->draining) {
+        if (w->now >= w->drain_deadline) {
+            if (w->active.count + w->linger.count > 0)
+                log_warn("shutdown_timeout reached: closing %zu connections",
+                         w->active.count + w->linger.count);
+            worker_close_all(w);
+        } else if (w->drain_deadline < next) {
+            next = w->drain_deadline;
+        }
+    }
+    if (next == UINT64_MAX)
+        return -1;
+    return next <= w->now ? 0 : (int)(next - w->now);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    server *srv = w->srv;
+    struct epoll_event evs[MAX_EVENTS];
+    w->now = now_ms();
+    for (;;) {
+        int timeout = worker_timers(w);
+        if (w->draining && w->active.count + w->linger.count == 0)
+            break;
+        int n = epoll_wait(w->epfd, evs, MAX_EVENTS, timeout);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("worker %d: epoll_wait: %s", w->id, strerror(errno));
+            break;
+        }
+        w->now = now_ms();
+        for (int i = 0; i < n; i++) {
+            uint8_t kind = *(uint8_t *)evs[i].data.ptr;
+            if (kind == SRC_CONN) {
+                conn_event(evs[i].data.ptr, evs[i].events);
+            } else if (kind == SRC_LISTENER) {
+                if (w->accepting)
+                    worker_accept(w, evs[i].data.ptr);
+            } else {
+                uint64_t v;
+                ssize_t r = read(w->wakefd, &v, sizeof v);
+                (void)r;
+                int level = atomic_load(&srv->stopping);
+                if (level >= 1 && !w->draining)
+                    worker_drain_start(w);
+                if (level >= 2)
+                    worker_close_all(w);
+            }
+        }
+    }
+    if (!w->draining)
+        worker_release(w);
+    worker_close_all(w);
+    uint64_t one = 1;
+    ssize_t r = write(srv->donefd, &one, sizeof one);
+    (void)r;
+    return NULL;
+}
+
+static void worker_free(worker *w)
+{
+    if (w->epfd >= 0)
+        close(w->epfd);
+    if (w->wakefd >= 0)
+        close(w->wakefd);
+    w->epfd = w->wakefd = -1;
+    buf_free(&w->stage);
+    free(w->rbuf);
+}
+
+int worker_start_all(server *srv, char *err, size_t errlen)
+{
+    srv->workers = calloc((size_t)srv->cfg->threads, sizeof *srv->workers);
+    if (srv->workers == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < srv->cfg->threads; i++) {
+        worker *w = &srv->workers[i];
+        w->wake_kind = SRC_WAKE;
+        w->id = i;
+        w->srv = srv;
+        w->wakefd = -1;
+        w->epfd = epoll_create1(EPOLL_CLOEXEC);
+        w->rbuf = malloc(READ_BUF_SIZE);
+        if (w->epfd < 0 || w->rbuf == NULL) {
+            snprintf(err, errlen, "worker %d: %s", i, w->rbuf ? strerror(errno) : "out of memory");
+            worker_free(w);
+            goto fail;
+        }
+        w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &w->wake_kind};
+        if (w->wakefd < 0 || epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wakefd, &ev) < 0 ||
+            listeners_add(w) < 0) {
+            snprintf(err, errlen, "worker %d: %s", i, strerror(errno));
+            worker_free(w);
+            goto fail;
+        }
+        /* The thread inherits the caller's signal mask: the main thread
+         * blocks every signal it handles before starting workers. */
+        int rc = pthread_create(&w->thread, NULL, worker_main, w);
+        if (rc != 0) {
+            snprintf(err, errlen, "worker %d: cannot start a thread: %s", i, strerror(rc));
+            worker_free(w);
+            goto fail;
+        }
+        srv->nworkers = i + 1;
+    }
+    return 0;
+fail:
+    worker_stop_all(srv, 2);
+    worker_join_all(srv);
+    return -1;
+}
+
+void worker_stop_all(server *srv, int level)
+{
+    atomic_store(&srv->stopping, level);
+    for (int i = 0; i < srv->nworkers; i++) {
+        uint64_t one = 1;
+        ssize_t r = write(srv->workers[i].wakefd, &one, sizeof one);
+        (void)r;
+    }
+}
+
+void worker_wait_released(server *srv)
+{
+    pthread_mutex_lock(&srv->lock);
+    while (srv->released < srv->nworkers)
+        pthread_cond_wait(&srv->cond, &srv->lock);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+void worker_join_all(server *srv)
+{
+    for (int i = 0; i < srv->nworkers; i++) {
+        pthread_join(srv->workers[i].thread, NULL);
+        worker_free(&srv->workers[i]);
+    }
+    free(srv->workers);
+    srv->workers = NULL;
+    srv->nworkers = 0;
+}
