@@ -1,0 +1,147 @@
+/* harness.h - integration test helpers: temp dirs, echosrv processes, sockets, /proc. */
+#ifndef ECHOSRV_TESTS_HARNESS_H
+#define ECHOSRV_TESTS_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define HS_ADDR_MAX 160         /* longest listener address text kept */
+#define HS_MAX_LISTENERS 8      /* listeners remembered per server */
+
+/* A child process (usually echosrv) whose stdout and stderr are drained into a buffer by a
+ * background thread, so the child never blocks on a full pipe. Opaque; see the hs_proc_*. */
+struct hs_proc;
+
+/* Time and sleeping. hs_now_ms() returns CLOCK_MONOTONIC in milliseconds. */
+long hs_now_ms(void);
+void hs_sleep_ms(int ms);
+
+/* Returns the value of environment variable NAME if it is set to an absolute path, else prints
+ * a '# ' diagnostic and returns NULL. The result belongs to the environment. */
+const char *hs_env_path(const char *name);
+
+/* Raises this process's RLIMIT_NOFILE soft limit towards the hard limit (at most 65536).
+ * Also ignores SIGPIPE. Call once before the tests. Returns 0 or -1. */
+int hs_process_init(void);
+
+/* Arms a SIGALRM backstop: if the current test is still running after SECONDS, the handler
+ * prints '# TIMEOUT ... NAME', SIGKILLs every child started by hs_spawn() and exits with 1.
+ * NAME must stay valid (a string literal). hs_alarm_disarm() cancels it. */
+void hs_alarm_arm(unsigned seconds, const char *name);
+void hs_alarm_disarm(void);
+
+/* Creates a fresh private directory (mkdtemp) under $TMPDIR or /tmp and writes its path to
+ * OUT. Returns 0 or -1. hs_rmtree() removes the directory and the files in it (one level). */
+int hs_tmpdir(char *out, size_t cap);
+void hs_rmtree(const char *dir);
+
+/* Writes DIR/NAME with the formatted text and puts its path in OUT. Returns 0 or -1. */
+int hs_write_file(char *out, size_t cap, const char *dir, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* Writes DIR/NAME holding the standard [server] section (bind = BIND, threads = 2,
+ * plugin = echo, plugin_dir = $ES_PLUGIN_DIR, log_level = info) followed by the formatted
+ * EXTRA text (more [server] keys first, then other sections). Path in OUT. Returns 0 or -1. */
+int hs_write_config(char *out, size_t cap, const char *dir, const char *name, const char *bind,
+                    const char *extra_fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* Starts $ECHOSRV with ARGS (NULL-terminated, without argv[0]); stdin is /dev/null, stdout and
+ * stderr go to a CLOEXEC pipe drained in the background. NOFILE > 0 sets RLIMIT_NOFILE (soft
+ * and hard) in the child before exec. Returns NULL on failure. Free with hs_proc_free(). */
+struct hs_proc *hs_spawn(const char *const args[], long nofile);
+
+/* Runs `echosrv -c CONF` and waits (at most TIMEOUT_MS) until its output holds NLISTEN lines
+ * containing "listening on ". On failure prints the output as '# ' lines, kills the child and
+ * returns NULL. */
+struct hs_proc *hs_server_start(const char *conf, int nlisten, long nofile, int timeout_ms);
+
+/* Waits until the output holds N "listening on " lines and parses their addresses. Returns 0,
+ * or -1 on timeout or if the child closed its output first. */
+int hs_wait_listening(struct hs_proc *p, int n, int timeout_ms);
+
+/* Address of the I-th listener as logged ("127.0.0.1:PORT", "[::1]:PORT", "unix:/path"), or
+ * NULL. Valid until hs_proc_free(). */
+const char *hs_addr(const struct hs_proc *p, int i);
+
+pid_t hs_pid(const struct hs_proc *p);
+
+/* Waits up to TIMEOUT_MS for the child to exit; returns its wait status, or -1 if it is still
+ * running. Waits for the output to reach EOF too (briefly), so hs_output() is complete. */
+int hs_wait_exit(struct hs_proc *p, int timeout_ms);
+
+/* Sends SIGTERM, waits up to TIMEOUT_MS, then SIGKILL. Returns the wait status, or -1. */
+int hs_stop(struct hs_proc *p, int timeout_ms);
+
+/* Waits up to TIMEOUT_MS until the output contains NEEDLE. Returns 0 or -1. */
+int hs_wait_output(struct hs_proc *p, const char *needle, int timeout_ms);
+
+/* A copy of the output captured so far (NUL-terminated). Caller frees. */
+char *hs_output(struct hs_proc *p);
+bool hs_output_has(struct hs_proc *p, const char *needle);
+
+/* Prints the captured output as '# ' lines on stderr, under the heading WHY. */
+void hs_dump_output(struct hs_proc *p, const char *why);
+
+/* Kills the child if still running (SIGKILL), stops the drain thread and frees P. NULL is ok. */
+void hs_proc_free(struct hs_proc *p);
+
+/* hs_proc_free() on every process still alive from hs_spawn(): for test teardown. */
+void hs_proc_free_all(void);
+
+/* Runs $ECHOSRV with ARGS to completion (at most TIMEOUT_MS, then SIGKILL). Returns the wait
+ * status or -1; *OUTPUT (if not NULL) receives its stdout+stderr, which the caller frees. */
+int hs_run(const char *const args[], int timeout_ms, char **output);
+
+/* Opens a blocking CLOEXEC stream socket to ADDR (the syntax of hs_addr()) with SO_RCVTIMEO
+ * and SO_SNDTIMEO of TIMEOUT_MS (TCP_NODELAY for TCP). Returns the fd or -1. */
+int hs_connect(const char *addr, int timeout_ms);
+
+/* Starts a non-blocking connect to ADDR; the connection may still be in progress. Returns the
+ * fd or -1. */
+int hs_connect_nb(const char *addr);
+
+/* Sends all LEN bytes within TIMEOUT_MS (poll + MSG_DONTWAIT|MSG_NOSIGNAL). Returns 0, or -1
+ * with errno (ETIMEDOUT on timeout). */
+int hs_send_all(int fd, const void *buf, size_t len, int timeout_ms);
+
+/* Receives exactly LEN bytes within TIMEOUT_MS. Returns LEN; the number received (< LEN) if
+ * the peer closed; -1 with errno on error or timeout (ETIMEDOUT). */
+ssize_t hs_recv_exact(int fd, void *buf, size_t len, int timeout_ms);
+
+/* Receives bytes up to and including the first SEP, never consuming beyond it, within
+ * TIMEOUT_MS. Returns the length including SEP; -1 with errno: ETIMEDOUT, EMSGSIZE (CAP
+ * reached), ECONNRESET (peer closed or reset), or another error. */
+ssize_t hs_recv_until(int fd, const void *sep, size_t seplen, void *buf, size_t cap,
+                      int timeout_ms);
+
+/* Sends OUT while receiving INLEN bytes into IN, both at once (poll), within TIMEOUT_MS.
+ * Returns 0, or -1 with errno (ETIMEDOUT, ECONNRESET when the peer closed, ...). *GOT (if not
+ * NULL) receives the number of bytes received in every case. */
+int hs_exchange(int fd, const void *out, size_t outlen, void *in, size_t inlen, int timeout_ms,
+                size_t *got);
+
+/* Sends MSG (a NUL-terminated string that includes its separator) and expects exactly MSG
+ * back within TIMEOUT_MS. Returns 0 or -1 (prints a '# ' diagnostic). */
+int hs_ping(int fd, const char *msg, int timeout_ms);
+
+/* Waits up to TIMEOUT_MS for the peer to close. Returns 0 when recv() gives EOF or
+ * ECONNRESET, 1 if data arrived instead (left unread), -1 on timeout. */
+int hs_wait_closed(int fd, int timeout_ms);
+
+/* utime + stime of PID in seconds from /proc/PID/stat, or -1. */
+double hs_proc_cpu_seconds(pid_t pid);
+
+/* VmRSS of PID in KiB from /proc/PID/status, or -1. */
+long hs_proc_rss_kb(pid_t pid);
+
+/* Number of open fds of PID (entries of /proc/PID/fd), or -1. */
+int hs_proc_fd_count(pid_t pid);
+
+/* True if /proc/net/if_inet6 lists the loopback address ::1. */
+bool hs_have_ipv6_loopback(void);
+
+/* Fills BUF with printable pattern bytes (no '\r' or '\n') derived from SEED. */
+void hs_fill_pattern(void *buf, size_t len, unsigned seed);
+
+#endif

@@ -1,0 +1,954 @@
+/* test_server.c - integration tests: the real echosrv binary checked over loopback sockets. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define SEP "\r\n\r\n"
+#define SEPLEN 4
+#define IO_MS 5000              /* default bound for one socket operation */
+#define READY_MS 10000          /* bound for the 'listening on' lines */
+#define STOP_MS 5000            /* bound for SIGTERM -> exit */
+#ifndef TEST_BUDGET_S
+#define TEST_BUDGET_S 30        /* SIGALRM backstop per test */
+#endif
+#define MAX_FDS 512
+
+/* fail_msg() prints its text without the TAP '# ' prefix: print it as a diagnostic instead. */
+#define FAIL(...)                                   \
+    do {                                            \
+        fprintf(stderr, "# ERROR: ");               \
+        fprintf(stderr, __VA_ARGS__);               \
+        fputc('\n', stderr);                        \
+        fail();                                     \
+    } while (0)
+
+/* Per-test state: a private temp dir, the fds to close in teardown. */
+struct ctx {
+    char dir[256];
+    char conf[512];
+    int fds[MAX_FDS];
+    int nfds;
+};
+
+static int setup(void **state)
+{
+    struct ctx *c = calloc(1, sizeof *c);
+
+    if (c == NULL)
+        return -1;
+    if (hs_env_path("ECHOSRV") == NULL || hs_env_path("ES_PLUGIN_DIR") == NULL ||
+        hs_tmpdir(c->dir, sizeof c->dir) < 0) {
+        free(c);
+        return -1;
+    }
+    *state = c;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct ctx *c = *state;
+
+    hs_alarm_disarm();
+    hs_proc_free_all();
+    if (c != NULL) {
+        for (int i = 0; i < c->nfds; i++)
+            if (c->fds[i] >= 0)
+                close(c->fds[i]);
+        hs_rmtree(c->dir);
+        free(c);
+    }
+    *state = NULL;
+    return 0;
+}
+
+/* Starts the test's SIGALRM backstop and returns its context. */
+static struct ctx *begin(void **state, const char *name)
+{
+    hs_alarm_arm(TEST_BUDGET_S, name);
+    return *state;
+}
+
+/* Remembers FD for teardown. Returns FD. */
+static int track(struct ctx *c, int fd)
+{
+    if (fd >= 0 && c->nfds < MAX_FDS)
+        c->fds[c->nfds++] = fd;
+    return fd;
+}
+
+/* Closes FD and forgets it. */
+static void untrack_close(struct ctx *c, int fd)
+{
+    for (int i = 0; i < c->nfds; i++)
+        if (c->fds[i] == fd)
+            c->fds[i] = -1;
+    close(fd);
+}
+
+/* Writes c->conf (standard [server] with BIND plus EXTRA) and starts echosrv on it, expecting
+ * NLISTEN listeners. Fails the test if it does not come up. */
+static struct hs_proc *start(struct ctx *c, const char *bind, int nlisten, long nofile,
+                             const char *extra)
+{
+    struct hs_proc *p;
+
+    assert_int_equal(hs_write_config(c->conf, sizeof c->conf, c->dir, "echosrv.ini", bind,
+                                     "%s", extra), 0);
+    p = hs_server_start(c->conf, nlisten, nofile, READY_MS);
+    if (p == NULL)
+        FAIL("echosrv did not start on %s", c->conf);
+    return p;
+}
+
+static struct hs_proc *start_default(struct ctx *c, const char *extra)
+{
+    return start(c, "127.0.0.1:0", 1, 0, extra);
+}
+
+/* Connects to ADDR (failing the test if it cannot) and tracks the fd. */
+static int conn(struct ctx *c, const char *addr)
+{
+    int fd = hs_connect(addr, IO_MS);
+
+    if (fd < 0)
+        FAIL("cannot connect to %s: %s", addr ? addr : "(null)", strerror(errno));
+    return track(c, fd);
+}
+
+/* True if A and B hold the same LEN bytes; otherwise prints where they first differ. */
+static bool same_bytes(const char *what, const void *a, const void *b, size_t len)
+{
+    const unsigned char *x = a;
+    const unsigned char *y = b;
+
+    for (size_t i = 0; i < len; i++) {
+        if (x[i] != y[i]) {
+            fprintf(stderr, "# %s: first difference at byte %zu of %zu: "
+                    "expected 0x%02x, got 0x%02x\n", what, i, len, x[i], y[i]);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Asserts that nothing more arrives on FD within MS and that it stays open. */
+static void assert_quiet(int fd, int ms)
+{
+    int r = hs_wait_closed(fd, ms);
+
+    if (r == 1)
+        FAIL("unexpected extra bytes from the server");
+    if (r == 0)
+        FAIL("the server closed the connection unexpectedly");
+}
+
+/* Sends a BODY-byte pattern message plus separator and checks the echo, sending and receiving
+ * at the same time. */
+static void echo_pattern(int fd, size_t body, unsigned seed)
+{
+    size_t len = body + SEPLEN;
+    char *out = malloc(len);
+    char *in = malloc(len);
+    size_t got = 0;
+    bool ok;
+
+    assert_non_null(out);
+    assert_non_null(in);
+    hs_fill_pattern(out, body, seed);
+    memcpy(out + body, SEP, SEPLEN);
+    int rc = hs_exchange(fd, out, len, in, len, 20000, &got);
+    if (rc < 0)
+        fprintf(stderr, "# %zu-byte message: received %zu of %zu bytes: %s\n", body, got, len,
+                strerror(errno));
+    ok = rc == 0 && same_bytes("echo", out, in, len);
+    free(out);
+    free(in);
+    assert_true(ok);
+}
+
+/* 1. A single message is echoed exactly. */
+static void test_ping(void **state)
+{
+    struct ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start_default(c, "");
+    int fd = conn(c, hs_addr(srv, 0));
+    char buf[64];
+
+    assert_int_equal(hs_send_all(fd, "Hello!" SEP, 10, IO_MS), 0);
+    ssize_t n = hs_recv_until(fd, SEP, SEPLEN, buf, sizeof buf, IO_MS);
+    if (n < 0)
+        FAIL("no reply: %s", strerror(errno));
+    assert_int_equal(n, 10);
+    assert_memory_equal(buf, "Hello!" SEP, 10);
+    assert_quiet(fd, 200);
+}
+
+/* 2. An 8 KiB and a 3 MiB message come back byte for byte. */
+static void test_large_messages(void **state)
+{
+    struct ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start_default(c, "");
+    int fd = conn(c, hs_addr(srv, 0));
+
+    echo_pattern(fd, 8192, 1);
+    echo_pattern(fd, 3u << 20, 2);
+    echo_pattern(fd, 8192, 3);
+    assert_quiet(fd, 100);
+}
+
+/* 3. 1000 pipelined messages in one go: 1000 replies, in order, byte-exact. */
+static void test_pipelined(void **state)
+{
+    struct ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start_default(c, "");
+    int fd = conn(c, hs_addr(srv, 0));
+    size_t cap = 1000 * 80;
+    char *out = malloc(cap);
+    char *in = malloc(cap);
+    size_t len = 0;
+    size_t got = 0;
+
+    assert_non_null(out);
+    assert_non_null(in);
+    for (int i = 0; i < 1000; i++) {
+        len += (size_t)snprintf(out + len, cap - len, "msg-%04d:", i);
+        size_t extra = 1 + (size_t)(i * 7) % 50;
+        hs_fill_pattern(out + len, extra, (unsigned)i);
+        len += extra;
+        memcpy(out + len, SEP, SEPLEN);
+        len += SEPLEN;
+    }
+    int rc = hs_exchange(fd, out, len, in, len, 10000, &got);
+    if (rc < 0)
+        fprintf(stderr, "# received %zu of %zu bytes: %s\n", got, len, strerror(errno));
+    bool ok = rc == 0 && same_bytes("pipelined replies", out, in, len);
+    free(out);
+    free(in);
+    assert_true(ok);
+    assert_quiet(fd, 100);
+}
+
+/* Sends PIECE and pauses, so that it travels in its own segment. */
+static void send_piece(int fd, const void *piece, size_t len, int pause_ms)
+{
+    assert_int_equal(hs_send_all(fd, piece, len, IO_MS), 0);
+    hs_sleep_ms(pause_ms);
+}
+
+/* 4. Messages in pieces (separator split too) are echoed once; NUL bytes pass through. */
+static void test_fragmented(void **state)
+{
+    struct ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start_default(c, "");
+    int fd = conn(c, hs_addr(srv, 0));
+    static const char *const pieces[] = { "Hel", "lo\r", "\n\r", "\n" };
+    char buf[1024];
+    ssize_t n;
+
+    for (int i = 0; i < 3; i++)
+        send_piece(fd, pieces[i], strlen(pieces[i]), 20);
+    assert_quiet(fd, 100);              /* "Hello\r\n\r" is not a message yet */
+    send_piece(fd, pieces[3], 1, 0);
+    n = hs_recv_until(fd, SEP, SEPLEN, buf, sizeof buf, IO_MS);
+    assert_int_equal(n, 9);
+    assert_memory_equal(buf, "Hello" SEP, 9);
+    assert_quiet(fd, 100);
+
+    /* One byte per send. */
+    static const char bytes[] = "one byte at a time" SEP;
+    for (size_t i = 0; i < sizeof bytes - 1; i++)
+        send_piece(fd, bytes + i, 1, 2);
+    n = hs_recv_exact(fd, buf, sizeof bytes - 1, IO_MS);
+    assert_int_equal(n, sizeof bytes - 1);
+    assert_memory_equal(buf, bytes, sizeof bytes - 1);
+
+    /* A false start of the separator: "ab\r\n\r" + "x\r\n\r\n" is one message. */
+    send_piece(fd, "ab\r\n\r", 5, 20);
+    assert_quiet(fd, 50);
+    send_piece(fd, "x" SEP, 5, 0);
+    n = hs_recv_exact(fd, buf, 10, IO_MS);
+    assert_int_equal(n, 10);
+    assert_memory_equal(buf, "ab\r\n\rx" SEP, 10);
+    assert_quiet(fd, 100);
+
+    /* Binary body with NUL bytes. */
+    unsigned char bin[6 + 256 + SEPLEN];
+    memcpy(bin, "\0\0NUL\0", 6);
+    for (int i = 0; i < 256; i++)
+        bin[6 + i] = (unsigned char)i;
+    memcpy(bin + 6 + 256, SEP, SEPLEN);
+    send_piece(fd, bin, 100, 10);
+    send_piece(fd, bin + 100, sizeof bin - 100, 0);
+    n = hs_recv_exact(fd, buf, sizeof bin, IO_MS);
+    assert_int_equal(n, sizeof bin);
+    assert_true(same_bytes("binary echo", bin, buf, sizeof bin));
+    assert_quiet(fd, 100);
+}
+
+/* 5. QUIT is echoed, then the connection closes; nothing after QUIT is answered. */
+static void test_quit(void **state)
+{
+    struct ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start_default(c, "");
+    int fd = conn(c, hs_addr(srv, 0));
+    char buf[64];
+
+    assert_int_equal(hs_send_all(fd, "QUIT" SEP, 8, IO_MS), 0);
+    assert_int_equal(hs_recv_exact(fd, buf, 8, IO_MS), 8);
+    assert_memory_equal(buf, "QUIT" SEP, 8);
+    if (hs_wait_closed(fd, 2000) != 0)
+        FAIL("the connection was not closed within 2 s after QUIT was echoed");
+
+    static const char seg[] = "Hi" SEP "QUIT" SEP "Hello" SEP;
+    static const char want[] = "Hi" SEP "QUIT" SEP;
+    fd = conn(c, hs_addr(srv, 0));
+    assert_int_equal(hs_send_all(fd, seg, sizeof seg - 1, IO_MS), 0);
+    assert_int_equal(hs_recv_exact(fd, buf, sizeof want - 1, IO_MS), sizeof want - 1);
+    assert_memory_equal(buf, want, sizeof want - 1);
+    int r = hs_wait_closed(fd, 2000);
+    if (r == 1) {
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        FAIL("the message after QUIT was answered (%zd more bytes)", n);
+    }
+    assert_int_equal(r, 0);
+}
+
+/* 6. 200 concurrent connections, each doing a few ping-pongs. */
+static void test_concurrent(void **state)
+{
+    enum { N = 200, ROUNDS = 3, MSGLEN = 16 };
+    struct ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start_default(c, "");
+    int fds[N];
+    char want[N][MSGLEN + 1];
+    char got[N][MSGLEN];
+    size_t have[N];
+    struct pollfd pfd[N];
+
+    for (int i = 0; i < N; i++)
+        fds[i] = conn(c, hs_addr(srv, 0));
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < N; i++) {
+            snprintf(want[i], sizeof want[i], "c%03d round %d" SEP, i, r);
+            assert_int_equal(hs_send_all(fds[i], want[i], MSGLEN, IO_MS), 0);
+            have[i] = 0;
+        }
+        long deadline = hs_now_ms() + 10000;
+        int done = 0;
+        while (done < N) {
+            int np = 0;
+            for (int i = 0; i < N; i++) {
+                if (have[i] < MSGLEN) {
+                    pfd[np].fd = fds[i];
+                    pfd[np].events = POLLIN;
+                    pfd[np].revents = 0;
+                    np++;
+                }
+            }
+            long left = deadline - hs_now_ms();
+            if (left <= 0)
+                FAIL("round %d: only %d of %d replies within 10 s", r, done, N);
+            int pr = poll(pfd, (nfds_t)np, (int)left);
+            if (pr < 0 && errno != EINTR)
+                FAIL("poll: %s", strerror(errno));
+            for (int i = 0; i < N; i++) {
+                if (have[i] >= MSGLEN)
+                    continue;
+                ssize_t n = recv(fds[i], got[i] + have[i], MSGLEN - have[i], MSG_DONTWAIT);
+                if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+                    FAIL("connection %d closed in round %d", i, r);
+                if (n > 0) {
+                    have[i] += (size_t)n;
+                    if (have[i] == MSGLEN) {
+                        done++;
+                        if (memcmp(got[i], want[i], MSGLEN) != 0)
+                            FAIL("connection %d round %d: wrong reply", i, r);
+                    }
+                }
+            }
+        }
+    }
+    for (int i = 0; i < N; i++)
+        assert_quiet(fds[i], 0);
+}
+
+/* 7. A client that never reads cannot make the server grow; others are still served. */
+static void test_backpressure(void **state)
+{
+    enum { MSG = 64 * 1024 };
+    const size_t limit = (size_t)256 << 20;
+    struct ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start_default(c, "");
+    int b = conn(c, hs_addr(srv, 0));
+    int a = conn(c, hs_addr(srv, 0));
+    char *msg = malloc(MSG);
+    size_t total = 0;
+    size_t off = 0;
+    bool stalled = false;
+
+    assert_non_null(msg);
+    assert_int_equal(hs_ping(b, "warm up" SEP, IO_MS), 0);
+    long rss0 = hs_proc_rss_kb(hs_pid(srv));
+    assert_true(rss0 > 0);
+    hs_fill_pattern(msg, MSG - SEPLEN, 7);
+    memcpy(msg + MSG - SEPLEN, SEP, SEPLEN);
+
+    long deadline = hs_now_ms() + 15000;
+    while (total < limit && hs_now_ms() < deadline) {
+        ssize_t n = send(a, msg + off, MSG - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            total += (size_t)n;
+            off = (off + (size_t)n) % MSG;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            free(msg);
+            FAIL("send failed after %zu bytes: %s (the server dropped the slow client?)",
+                     total, strerror(errno));
+        }
+        struct pollfd pfd = { a, POLLOUT, 0 };
+        int pr = poll(&pfd, 1, 2000);
+        if (pr == 0) {
+            stalled = true;
+            break;
+        }
+    }
+    free(msg);
+    long rss1 = hs_proc_rss_kb(hs_pid(srv));
+    fprintf(stderr, "# sent %zu MiB (%s); server VmRSS %ld KiB -> %ld KiB\n", total >> 20,
+            stalled ? "then the kernel refused for 2 s" : "without a stall", rss0, rss1);
+    assert_true(rss1 > 0);
+    if (rss1 - rss0 >= 48 * 1024)
+        FAIL("server VmRSS grew by %ld KiB (limit 48 MiB): no backpressure", rss1 - rss0);
+    assert_int_equal(hs_ping(b, "still served?" SEP, 2000), 0);
+    long rss2 = hs_proc_rss_kb(hs_pid(srv));
+    if (rss2 - rss0 >= 48 * 1024)
+        FAIL("server VmRSS grew by %ld KiB (limit 48 MiB): no backpressure", rss2 - rss0);
+}
+
+/* 8. A message past max_message closes that connection only; exactly max_message is fine. */
+static void test_max_message(void **state)
+{
+    struct ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start_default(c, "max_message = 1024\n");
+    int b = conn(c, hs_addr(srv, 0));
+    int a = conn(c, hs_addr(srv, 0));
+    char big[4096];
+    char reply[1024];
+
+    assert_int_equal(hs_ping(b, "before" SEP, IO_MS), 0);
+    memset(big, 'x', sizeof big);
+    hs_send_all(a, big, sizeof big, IO_MS);     /* may fail once the server resets */
+    int r = hs_wait_closed(a, 3000);
+    if (r < 0)
+        FAIL("a 4 KiB message without separator (max_message = 1024) did not close "
+                 "the connection within 3 s");
+    assert_int_equal(r, 0);
+    assert_int_equal(hs_ping(b, "after" SEP, IO_MS), 0);
+
+    /* body + separator == max_message exactly: still a message. */
+    int d = conn(c, hs_addr(srv, 0));
+    char exact[1024];
+    hs_fill_pattern(exact, 1024 - SEPLEN, 8);
+    memcpy(exact + 1024 - SEPLEN, SEP, SEPLEN);
+    size_t got = 0;
+    int rc = hs_exchange(d, exact, sizeof exact, reply, sizeof reply, IO_MS, &got);
+    if (rc < 0)
+        FAIL("a 1024-byte frame (max_message = 1024) was not echoed: got %zu bytes, %s",
+                 got, strerror(errno));
+    assert_true(same_bytes("1024-byte frame", exact, reply, sizeof exact));
+    assert_quiet(d, 100);
+}
+
+/* 9. idle_timeout closes idle connections, not active ones. */
+static void test_idle_timeout(void **state)
+{
+    struct ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start_default(c, "idle_timeout = 1\n");
+    int a = conn(c, hs_addr(srv, 0));
+    long t0 = hs_now_ms();
+    int b = conn(c, hs_addr(srv, 0));
+    long a_closed = -1;
+    long next_ping = hs_now_ms();
+    int pings = 0;
+
+    while (hs_now_ms() < t0 + 2500) {
+        if (hs_now_ms() >= next_ping) {
+            if (hs_ping(b, "keepalive" SEP, 1000) < 0)
+                FAIL("the active connection was not served after %ld ms",
+                         hs_now_ms() - t0);
+            pings++;
+            next_ping += 300;
+        }
+        int wait = (int)(next_ping - hs_now_ms());
+        if (wait < 0)
+            wait = 0;
+        if (a_closed < 0) {
+            int r = hs_wait_closed(a, wait);
+            if (r == 1)
+                FAIL("unexpected data on the idle connection");
+            if (r == 0)
+                a_closed = hs_now_ms() - t0;
+        } else if (wait > 0) {
+            hs_sleep_ms(wait);
+        }
+    }
+    if (hs_ping(b, "still open" SEP, 1000) < 0)
+        FAIL("the connection pinging every 300 ms was closed (idle_timeout = 1)");
+    if (a_closed < 0) {
+        int r = hs_wait_closed(a, (int)(t0 + 4000 - hs_now_ms()));
+        if (r == 0)
+            a_closed = hs_now_ms() - t0;
+    }
+    fprintf(stderr, "# idle connection closed after %ld ms; %d pings on the active one\n",
+            a_closed, pings);
+    if (a_closed < 0)
+        FAIL("the idle connection was not closed within 4 s (idle_timeout = 1)");
+    if (a_closed < 950)
+        FAIL("the idle connection was closed after %ld ms, before idle_timeout = 1 s",
+                 a_closed);
+}
+
+/* 10. max_connections: the next connection is refused promptly; a freed slot is reusable. */
+static void test_max_connections(void **state)
+{
+    struct ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start_default(c, "max_connections = 5\n");
+    const char *addr = hs_addr(srv, 0);
+    int fds[5];
+
+    for (int i = 0; i < 5; i++) {
+        fds[i] = conn(c, addr);
+        assert_int_equal(hs_ping(fds[i], "in" SEP, IO_MS), 0);
+    }
+    int sixth = conn(c, addr);
+    int r = hs_wait_closed(sixth, 2000);
+    if (r == 1)
+        FAIL("the 6th connection (max_connections = 5) got data instead of a close");
+    if (r < 0)
+        FAIL("the 6th connection (max_connections = 5) was not closed within 2 s");
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(hs_ping(fds[i], "still in" SEP, IO_MS), 0);
+
+    untrack_close(c, fds[0]);
+    long deadline = hs_now_ms() + 3000;
+    bool served = false;
+    int attempts = 0;
+    while (!served && hs_now_ms() < deadline) {
+        int fd = conn(c, addr);
+        char buf[16];
+        attempts++;
+        if (hs_send_all(fd, "again" SEP, 9, 1000) == 0 &&
+            hs_recv_exact(fd, buf, 9, (int)(deadline - hs_now_ms()) + 1) == 9 &&
+            memcmp(buf, "again" SEP, 9) == 0)
+            served = true;
+        else
+            hs_sleep_ms(50);
+        if (!served)
+            untrack_close(c, fd);
+    }
+    if (!served)
+        FAIL("after closing one of 5 connections, no new connection was served within 3 s "
+                 "(%d attempts)", attempts);
+}
+
+/* Runs echosrv with ARGS; asserts exit status WANT and returns the output (caller frees). */
+static char *run_expect(const char *const args[], int want)
+{
+    char *out = NULL;
+    int st = hs_run(args, 5000, &out);
+    char cmd[512];
+    size_t pos = 0;
+
+    cmd[0] = '\0';
+    for (int i = 0; args[i] != NULL && pos < sizeof cmd; i++)
+        pos += (size_t)snprintf(cmd + pos, sizeof cmd - pos, " %s", args[i]);
+    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != want) {
+        fprintf(stderr, "# output of echosrv%s:\n# %s\n", cmd, out ? out : "");
+        free(out);
+        if (st < 0)
+            FAIL("echosrv%s did not exit within 5 s", cmd);
+        if (WIFSIGNALED(st))
+            FAIL("echosrv%s was killed by signal %d", cmd, WTERMSIG(st));
+        FAIL("echosrv%s exited with %d, expected %d", cmd, WEXITSTATUS(st), want);
+    }
+    return out;
+}
+
+/* Checks one bad configuration: both -t and a real start exit 1 naming FILE:LINE and, if not
+ * NULL, WORD. */
+static void check_bad_config(struct ctx *c, const char *name, int line, const char *word,
+                             const char *text)
+{
+    char path[512];
+    char want[600];
+
+    assert_int_equal(hs_write_file(path, sizeof path, c->dir, name, "%s", text), 0);
+    snprintf(want, sizeof want, "%s:%d:", path, line);
+    for (int mode = 0; mode < 2; mode++) {
+        const char *check[] = { "-t", "-c", path, NULL };
+        const char *run[] = { "-c", path, NULL };
+        char *out = run_expect(mode == 0 ? check : run, 1);
+        bool ok = strstr(out, want) != NULL;
+        bool has_word = word == NULL || strstr(out, word) != NULL;
+        bool served = strstr(out, "listening on") != NULL;
+        if (!ok || !has_word || served)
+            fprintf(stderr, "# echosrv %s-c %s printed:\n# %s\n", mode == 0 ? "-t " : "", name,
+                    out);
+        free(out);
+        if (!ok)
+            FAIL("%s (%s): expected '%s' in the output", name, mode == 0 ? "-t" : "run", want);
+        if (!has_word)
+            FAIL("%s (%s): expected the message to name '%s'", name,
+                     mode == 0 ? "-t" : "run", word);
+        if (served)
+            FAIL("%s: echosrv started listening despite the error", name);
+    }
+}
+
+/* 11. Configuration errors name FILE:LINE and exit 1; the command line behaves. */
+static void test_config_and_cli(void **state)
+{
+    struct ctx *c = begin(state, __func__);
+    const char *pd = hs_env_path("ES_PLUGIN_DIR");
+    char text[2048];
+    char good[512];
+
+    assert_non_null(pd);
+    snprintf(text, sizeof text,
+             "[server]\nbind = 127.0.0.1:0\nno_such_key = 1\nthreads = 2\nplugin = echo\n"
+             "plugin_dir = %s\n", pd);
+    check_bad_config(c, "unknown_key.ini", 3, NULL, text);
+
+    snprintf(text, sizeof text,
+             "[server]\nbind = 127.0.0.1:0\nthreads = abc\nplugin = echo\nplugin_dir = %s\n", pd);
+    check_bad_config(c, "bad_number.ini", 3, NULL, text);
+
+    /* Reported at the section header (line 7), not at its first key. */
+    snprintf(text, sizeof text,
+             "[server]\nbind = 127.0.0.1:0\nthreads = 2\nplugin = echo\nplugin_dir = %s\n\n"
+             "[nosuch]\nkey = 1\n", pd);
+    check_bad_config(c, "unknown_section.ini", 7, NULL, text);
+
+    snprintf(text, sizeof text,
+             "[server]\nbind = 127.0.0.1:0\nthreads = 2\nplugin = nosuch\nplugin_dir = %s\n", pd);
+    check_bad_config(c, "missing_plugin.ini", 4, "nosuch", text);
+
+    snprintf(text, sizeof text,
+             "[server]\nbind = 127.0.0.1:0\nthreads = 2\nplugin = echo\nthreads = 3\n"
+             "plugin_dir = %s\n", pd);
+    check_bad_config(c, "duplicate_key.ini", 5, NULL, text);
+
+    /* The plugin's own section rejects unknown keys too, with the server's FILE:LINE. */
+    snprintf(text, sizeof text,
+             "[server]\nbind = 127.0.0.1:0\nthreads = 2\nplugin = echo\nplugin_dir = %s\n\n"
+             "[echo]\nbogus = 1\n", pd);
+    check_bad_config(c, "plugin_key.ini", 8, NULL, text);
+
+    assert_int_equal(hs_write_config(good, sizeof good, c->dir, "good.ini", "127.0.0.1:0",
+                                     "\n[echo]\nseparator = \\r\\n\\r\\n\n"), 0);
+    const char *check_good[] = { "-t", "-c", good, NULL };
+    free(run_expect(check_good, 0));
+
+    static const char *const help_opts[] = { "-h", "--help" };
+    for (int i = 0; i < 2; i++) {
+        const char *args[] = { help_opts[i], NULL };
+        char *out = run_expect(args, 0);
+        bool ok = strstr(out, "-c") != NULL;
+        free(out);
+        if (!ok)
+            FAIL("echosrv %s: the usage does not mention -c", help_opts[i]);
+    }
+    static const char *const version_opts[] = { "-V", "--version" };
+    for (int i = 0; i < 2; i++) {
+        const char *args[] = { version_opts[i], NULL };
+        char *out = run_expect(args, 0);
+        bool ok = strpbrk(out, "0123456789") != NULL;
+        free(out);
+        if (!ok)
+            FAIL("echosrv %s: no version number printed", version_opts[i]);
+    }
+    const char *bad_opt[] = { "-Z", NULL };
+    free(run_expect(bad_opt, 2));
+    const char *bad_long[] = { "--no-such-option", NULL };
+    free(run_expect(bad_long, 2));
+}
+
+/* One client of test_sigterm: ping-pongs 16 KiB messages until the server closes. */
+struct pp_client {
+    const char *addr;
+    int id;
+    int fd;
+    atomic_int rounds;          /* complete, verified replies */
+    int violation;              /* 0, or what went wrong (see pp_main) */
+    size_t partial;             /* bytes of the reply received when it went wrong */
+    int err;
+};
+
+enum { PP_OK, PP_PARTIAL, PP_MISMATCH, PP_TIMEOUT, PP_CONNECT };
+
+static void *pp_main(void *arg)
+{
+    enum { BODY = 16 * 1024, LEN = BODY + SEPLEN };
+    struct pp_client *cl = arg;
+    char *out = malloc(LEN);
+    char *in = malloc(LEN);
+
+    if (out == NULL || in == NULL)
+        goto done;
+    /* A small receive window keeps part of each reply queued in the server, so a shutdown
+     * that drops replies in flight shows up as a cut reply. */
+    int rcvbuf = 4096;
+    setsockopt(cl->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    for (int r = 0;; r++) {
+        size_t got = 0;
+        hs_fill_pattern(out, BODY, (unsigned)(cl->id * 100000 + r));
+        memcpy(out + BODY, SEP, SEPLEN);
+        if (hs_exchange(cl->fd, out, LEN, in, LEN, IO_MS, &got) == 0) {
+            if (memcmp(in, out, LEN) != 0) {
+                cl->violation = PP_MISMATCH;
+                break;
+            }
+            atomic_fetch_add(&cl->rounds, 1);
+            continue;
+        }
+        cl->err = errno;
+        cl->partial = got;
+        if (errno == ETIMEDOUT)
+            cl->violation = PP_TIMEOUT;
+        else if (got != 0)
+            cl->violation = PP_PARTIAL;
+        break;                  /* closed between replies: fine */
+    }
+    shutdown(cl->fd, SHUT_WR);  /* answer the server's FIN like a polite client */
+done:
+    free(out);
+    free(in);
+    return NULL;
+}
+
+/* 12. SIGTERM: replies in flight complete, connections close between replies, exit 0. */
+static void test_sigterm(void **state)
+{
+    enum { N = 20 };
+    struct ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start_default(c, "shutdown_timeout = 3\n");
+    static struct pp_client cl[N];
+    pthread_t th[N];
+    int started = 0;
+
+    memset(cl, 0, sizeof cl);
+    for (int i = 0; i < N; i++) {
+        cl[i].addr = hs_addr(srv, 0);
+        cl[i].id = i;
+        cl[i].fd = conn(c, cl[i].addr);
+    }
+    for (int i = 0; i < N; i++) {
+        if (pthread_create(&th[i], NULL, pp_main, &cl[i]) != 0)
+            break;
+        started++;
+    }
+    /* Let every client get going (bounded), then pull the plug mid-conversation. */
+    long deadline = hs_now_ms() + 10000;
+    for (;;) {
+        int ready = 0;
+        for (int i = 0; i < started; i++)
+            ready += atomic_load(&cl[i].rounds) >= 2 || cl[i].violation != PP_OK;
+        if (ready == started || hs_now_ms() >= deadline)
+            break;
+        hs_sleep_ms(10);
+    }
+    int before = 0;
+    for (int i = 0; i < started; i++)
+        before += atomic_load(&cl[i].rounds);
+    long t0 = hs_now_ms();
+    kill(hs_pid(srv), SIGTERM);
+    int st = hs_wait_exit(srv, 3000 + 1500);
+    long took = hs_now_ms() - t0;
+    if (st < 0) {
+        hs_dump_output(srv, "no exit after SIGTERM");
+        hs_stop(srv, 0);        /* SIGKILL, so that the clients see their connections close */
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(started, N);
+
+    int total = 0;
+    for (int i = 0; i < N; i++) {
+        total += atomic_load(&cl[i].rounds);
+        if (cl[i].violation == PP_PARTIAL)
+            FAIL("client %d: connection closed mid-reply after %zu of %d bytes (%s)", i,
+                     cl[i].partial, 16 * 1024 + SEPLEN, strerror(cl[i].err));
+        if (cl[i].violation == PP_MISMATCH)
+            FAIL("client %d: reply differs from the request", i);
+        if (cl[i].violation == PP_TIMEOUT)
+            FAIL("client %d: no reply and no close within %d ms (%zu bytes received)", i,
+                     IO_MS, cl[i].partial);
+        if (atomic_load(&cl[i].rounds) < 2)
+            FAIL("client %d: only %d complete replies before SIGTERM", i,
+                     atomic_load(&cl[i].rounds));
+    }
+    fprintf(stderr, "# %d complete replies (%d before SIGTERM); exit %ld ms after SIGTERM\n",
+            total, before, took);
+    if (st < 0)
+        FAIL("echosrv did not exit within shutdown_timeout (3 s) + 1.5 s of SIGTERM");
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        hs_dump_output(srv, "bad exit status");
+        if (WIFSIGNALED(st))
+            FAIL("echosrv died of signal %d after SIGTERM", WTERMSIG(st));
+        FAIL("echosrv exited with %d after SIGTERM, expected 0", WEXITSTATUS(st));
+    }
+}
+
+/* 13. Several listeners (TCP, Unix, IPv6 when available) each serve. */
+static void test_listeners(void **state)
+{
+    struct ctx *c = begin(state, __func__);
+    bool v6 = hs_have_ipv6_loopback();
+    char bind[400];
+    char unix_addr[300];
+    bool seen_v4 = false;
+    bool seen_unix = false;
+    bool seen_v6 = false;
+
+    snprintf(unix_addr, sizeof unix_addr, "unix:%s/s.sock", c->dir);
+    snprintf(bind, sizeof bind, "127.0.0.1:0, %s%s", unix_addr, v6 ? ", [::1]:0" : "");
+    int n = v6 ? 3 : 2;
+    if (!v6)
+        fprintf(stderr, "# no ::1 in /proc/net/if_inet6: IPv6 part left out\n");
+    struct hs_proc *srv = start(c, bind, n, 0, "");
+    for (int i = 0; i < n; i++) {
+        const char *addr = hs_addr(srv, i);
+        assert_non_null(addr);
+        if (strncmp(addr, "127.0.0.1:", 10) == 0) {
+            if (strcmp(addr, "127.0.0.1:0") == 0)
+                FAIL("listener logged as %s, not with its actual port", addr);
+            seen_v4 = true;
+        } else if (strncmp(addr, "[::1]:", 6) == 0) {
+            if (strcmp(addr, "[::1]:0") == 0)
+                FAIL("listener logged as %s, not with its actual port", addr);
+            seen_v6 = true;
+        } else if (strcmp(addr, unix_addr) == 0) {
+            seen_unix = true;
+        } else {
+            FAIL("unexpected listener address '%s'", addr);
+        }
+        int fd = conn(c, addr);
+        char msg[256];
+        snprintf(msg, sizeof msg, "via %s" SEP, addr);
+        if (hs_ping(fd, msg, IO_MS) < 0)
+            FAIL("no echo through %s", addr);
+    }
+    assert_true(seen_v4);
+    assert_true(seen_unix);
+    assert_true(seen_v6 == v6);
+}
+
+/* 14. Out of file descriptors: no spinning, served connections keep working, recovery. */
+static void test_emfile(void **state)
+{
+    enum { N = 100 };
+    struct ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start(c, "127.0.0.1:0", 1, 64, "");
+    const char *addr = hs_addr(srv, 0);
+    int fds[N];
+    int connected = 0;
+
+    for (int i = 0; i < N; i++) {
+        fds[i] = track(c, hs_connect_nb(addr));
+        if (fds[i] < 0)
+            FAIL("connect #%d: %s", i, strerror(errno));
+    }
+    /* Wait (bounded) for the handshakes; the kernel completes them from the backlog. */
+    long deadline = hs_now_ms() + 2000;
+    for (int i = 0; i < N; i++) {
+        struct pollfd pfd = { fds[i], POLLOUT, 0 };
+        int left = (int)(deadline - hs_now_ms());
+        if (poll(&pfd, 1, left > 0 ? left : 0) == 1)
+            connected++;
+    }
+    fprintf(stderr, "# %d of %d connections completed the handshake\n", connected, N);
+    for (int i = 0; i < 5; i++)
+        if (hs_ping(fds[i], "early bird" SEP, 3000) < 0)
+            FAIL("connection #%d, opened before the limit, is not served", i);
+
+    fprintf(stderr, "# the server holds %d fds (RLIMIT_NOFILE 64)\n",
+            hs_proc_fd_count(hs_pid(srv)));
+    double cpu0 = hs_proc_cpu_seconds(hs_pid(srv));
+    hs_sleep_ms(1000);
+    double cpu1 = hs_proc_cpu_seconds(hs_pid(srv));
+    assert_true(cpu0 >= 0 && cpu1 >= 0);
+    fprintf(stderr, "# server CPU over 1 s at the fd limit: %.2f s\n", cpu1 - cpu0);
+    if (cpu1 - cpu0 >= 0.3)
+        FAIL("echosrv used %.2f s CPU in 1 s at the fd limit: it spins on EMFILE",
+                 cpu1 - cpu0);
+    for (int i = 0; i < 5; i++)
+        if (hs_ping(fds[i], "still here" SEP, 3000) < 0)
+            FAIL("connection #%d stopped being served at the fd limit", i);
+
+    for (int i = 0; i < N; i++)
+        untrack_close(c, fds[i]);
+    deadline = hs_now_ms() + 8000;
+    bool served = false;
+    while (!served && hs_now_ms() < deadline) {
+        int fd = track(c, hs_connect(addr, 1000));
+        char buf[16];
+        if (fd >= 0) {
+            int left = (int)(deadline - hs_now_ms());
+            if (hs_send_all(fd, "recovered" SEP, 13, 1000) == 0 &&
+                hs_recv_exact(fd, buf, 13, left > 0 ? left : 1) == 13 &&
+                memcmp(buf, "recovered" SEP, 13) == 0)
+                served = true;
+            untrack_close(c, fd);
+        }
+        if (!served)
+            hs_sleep_ms(100);
+    }
+    if (!served)
+        FAIL("after the clients left, a new connection was not served within 8 s");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_ping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fragmented, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_message, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_and_cli, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_listeners, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_emfile, setup, teardown),
+    };
+
+    if (hs_process_init() < 0)
+        fprintf(stderr, "# could not raise RLIMIT_NOFILE or ignore SIGPIPE\n");
+    return cmocka_run_group_tests_name("echosrv_integration", tests, NULL, NULL);
+}
