@@ -149,9 +149,23 @@ int addr_parse(const char *text, addr *out, char *err, size_t errlen)
 
 int addr_parse_list(const char *text, addr **out, size_t *n, char *err, size_t errlen)
 {
+    /* Count the items and refuse empty ones before resolving any name. */
     size_t count = 1;
-    for (const char *p = text; *p != '\0'; p++)
-        count += *p == ',';
+    int blank = 1;
+    for (const char *p = text;; p++) {
+        if (*p == ',' || *p == '\0') {
+            if (blank) {
+                snprintf(err, errlen, "empty address in list '%s'", text);
+                return -1;
+            }
+            if (*p == '\0')
+                break;
+            count++;
+            blank = 1;
+        } else if (!isspace((unsigned char)*p)) {
+            blank = 0;
+        }
+    }
     addr *v = calloc(count, sizeof *v);
     char *copy = strdup(text);
     if (v == NULL || copy == NULL) {
@@ -166,10 +180,6 @@ int addr_parse_list(const char *text, addr **out, size_t *n, char *err, size_t e
         char *end = tok + strlen(tok);
         while (end > tok && isspace((unsigned char)end[-1]))
             *--end = '\0';
-        if (*tok == '\0') {
-            snprintf(err, errlen, "empty address in list '%s'", text);
-            goto fail;
-        }
         if (addr_parse(tok, &v[k], err, errlen) < 0)
             goto fail;
         k++;

@@ -399,6 +399,12 @@ static void configure_inih(void)
 #if HAVE_DECL_INI_ALLOW_REALLOC
     ini_allow_realloc = 1;
 #endif
+#if HAVE_DECL_INI_INITIAL_ALLOC
+    ini_initial_alloc = MAX_LINE; /* the reader's limit is the buffer it is given */
+#endif
+#if HAVE_DECL_INI_STOP_ON_FIRST_ERROR
+    ini_stop_on_first_error = 1;  /* the first error is the one reported */
+#endif
 }
 
 int config_load(config *cfg, const char *path, char *err, size_t errlen)

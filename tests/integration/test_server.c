@@ -695,7 +695,9 @@ static void test_config_and_cli(void **state)
     free(run_expect(bad_long, 2));
 }
 
-/* One client of test_sigterm: ping-pongs 16 KiB messages until the server closes. */
+/* One client of test_sigterm: ping-pongs 512 KiB messages until the server closes; a reply
+ * that size is still being written when SIGTERM comes, so a server that drops connections
+ * at once instead of finishing their replies shows up as a cut reply. */
 struct pp_client {
     const char *addr;
     int id;
@@ -710,17 +712,13 @@ enum { PP_OK, PP_PARTIAL, PP_MISMATCH, PP_TIMEOUT, PP_CONNECT };
 
 static void *pp_main(void *arg)
 {
-    enum { BODY = 16 * 1024, LEN = BODY + SEPLEN };
+    enum { BODY = 512 * 1024, LEN = BODY + SEPLEN };
     struct pp_client *cl = arg;
     char *out = malloc(LEN);
     char *in = malloc(LEN);
 
     if (out == NULL || in == NULL)
         goto done;
-    /* A small receive window keeps part of each reply queued in the server, so a shutdown
-     * that drops replies in flight shows up as a cut reply. */
-    int rcvbuf = 4096;
-    setsockopt(cl->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     for (int r = 0;; r++) {
         size_t got = 0;
         hs_fill_pattern(out, BODY, (unsigned)(cl->id * 100000 + r));
@@ -782,8 +780,40 @@ static void test_sigterm(void **state)
     int before = 0;
     for (int i = 0; i < started; i++)
         before += atomic_load(&cl[i].rounds);
+
+    /* Two exchanges that are certainly in flight when the signal comes: half of a message
+     * received (the server must wait for the rest and answer it), and a whole message whose
+     * reply the client has not read yet (the server must send all of it). A server that
+     * just closes its connections fails both. */
+    enum { BIG = 2 * 1024 * 1024, BIGLEN = BIG + SEPLEN };
+    char *half = malloc(BIGLEN), *whole = malloc(BIGLEN), *back = malloc(BIGLEN);
+    assert_non_null(half);
+    assert_non_null(whole);
+    assert_non_null(back);
+    hs_fill_pattern(half, BIG, 7001);
+    memcpy(half + BIG, SEP, SEPLEN);
+    hs_fill_pattern(whole, BIG, 7002);
+    memcpy(whole + BIG, SEP, SEPLEN);
+    int fa = conn(c, hs_addr(srv, 0)), fb = conn(c, hs_addr(srv, 0));
+    if (hs_send_all(fa, half, BIG / 2, IO_MS) < 0 || hs_send_all(fb, whole, BIGLEN, IO_MS) < 0)
+        FAIL("cannot send the in-flight messages: %s", strerror(errno));
+
     long t0 = hs_now_ms();
     kill(hs_pid(srv), SIGTERM);
+    if (hs_send_all(fa, half + BIG / 2, BIGLEN - BIG / 2, IO_MS) < 0)
+        FAIL("the rest of a message begun before SIGTERM was refused: %s", strerror(errno));
+    ssize_t na = hs_recv_exact(fa, back, BIGLEN, IO_MS);
+    if (na != BIGLEN || !same_bytes("reply to a message finished after SIGTERM", back, half,
+                                    BIGLEN))
+        FAIL("message begun before SIGTERM: %zd of %d reply bytes", na, (int)BIGLEN);
+    ssize_t nb = hs_recv_exact(fb, back, BIGLEN, IO_MS);
+    if (nb != BIGLEN || !same_bytes("reply in flight at SIGTERM", back, whole, BIGLEN))
+        FAIL("reply in flight at SIGTERM: %zd of %d bytes", nb, (int)BIGLEN);
+    if (hs_wait_closed(fa, IO_MS) < 0 || hs_wait_closed(fb, IO_MS) < 0)
+        FAIL("connections not closed after their replies during shutdown");
+    free(half);
+    free(whole);
+    free(back);
     int st = hs_wait_exit(srv, 3000 + 1500);
     long took = hs_now_ms() - t0;
     if (st < 0) {
@@ -799,7 +829,7 @@ static void test_sigterm(void **state)
         total += atomic_load(&cl[i].rounds);
         if (cl[i].violation == PP_PARTIAL)
             FAIL("client %d: connection closed mid-reply after %zu of %d bytes (%s)", i,
-                     cl[i].partial, 16 * 1024 + SEPLEN, strerror(cl[i].err));
+                     cl[i].partial, 512 * 1024 + SEPLEN, strerror(cl[i].err));
         if (cl[i].violation == PP_MISMATCH)
             FAIL("client %d: reply differs from the request", i);
         if (cl[i].violation == PP_TIMEOUT)

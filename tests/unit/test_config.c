@@ -1,0 +1,685 @@
+/* test_config.c - unit tests of INI loading, defaults and error lines (server/config.c). */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+
+#define assert_contains(hay, needle)                                           \
+    do {                                                                       \
+        if (strstr((hay), (needle)) == NULL)                                   \
+            fail_msg("'%s' does not contain '%s'", (hay), (needle));           \
+    } while (0)
+
+/* The scratch directory of the whole group (mkdtemp). */
+static char tmpdir[64];
+static int nfiles;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_config.XXXXXX");
+    return mkdtemp(tmpdir) == NULL ? -1 : 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    return nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Writes len bytes of text to a new file under the scratch directory (in
+ * subdir if not NULL) and returns its path (caller frees). */
+static char *write_ini_n(const char *subdir, const char *text, size_t len)
+{
+    char *dir = NULL, *path = NULL;
+    if (subdir != NULL) {
+        assert_true(asprintf(&dir, "%s/%s", tmpdir, subdir) > 0);
+        if (mkdir(dir, 0700) != 0)
+            assert_true(access(dir, F_OK) == 0);
+    } else {
+        dir = strdup(tmpdir);
+        assert_non_null(dir);
+    }
+    assert_true(asprintf(&path, "%s/t%d.ini", dir, nfiles++) > 0);
+    free(dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(text, 1, len, fp), len);
+    assert_int_equal(fclose(fp), 0);
+    return path;
+}
+
+static char *write_ini(const char *text)
+{
+    return write_ini_n(NULL, text, strlen(text));
+}
+
+/* Loads text, which must succeed, into cfg; returns the path (caller frees). */
+static char *load_ok(config *cfg, const char *text)
+{
+    char *path = write_ini(text);
+    char err[512] = "";
+    if (config_load(cfg, path, err, sizeof err) != 0) {
+        config_free(cfg);
+        free(path);
+        fail_msg("config_load failed: %s\n--- file:\n%s", err, text);
+    }
+    return path;
+}
+
+/* Whether err is one line "PATH:LINE: ..." containing needle; if not, why
+ * says what is wrong. */
+static int err_is(const char *err, const char *path, int line, const char *needle, char *why,
+                  size_t whylen)
+{
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "%s:%d: ", path, line);
+    if (strncmp(err, prefix, strlen(prefix)) != 0)
+        snprintf(why, whylen, "error '%s' does not start with '%s'", err, prefix);
+    else if (strstr(err + strlen(prefix), needle) == NULL)
+        snprintf(why, whylen, "error '%s' does not contain '%s'", err, needle);
+    else if (strchr(err, '\n') != NULL)
+        snprintf(why, whylen, "error '%s' has a newline", err);
+    else
+        return 1;
+    return 0;
+}
+
+static void check_err_at(const char *err, const char *path, int line, const char *needle)
+{
+    char why[1600];
+    if (!err_is(err, path, line, needle, why, sizeof why))
+        fail_msg("%s", why);
+}
+
+/* Loads len bytes of text, which must fail at line with a message
+ * containing needle. */
+static void load_err_n(const char *text, size_t len, int line, const char *needle)
+{
+    char *path = write_ini_n(NULL, text, len);
+    config cfg;
+    char err[512] = "", why[1600] = "";
+    int rc = config_load(&cfg, path, err, sizeof err);
+    int ok = rc == -1 && err_is(err, path, line, needle, why, sizeof why);
+    config_free(&cfg);
+    free(path);
+    if (rc != -1)
+        fail_msg("config_load succeeded on:\n%s", text);
+    if (!ok)
+        fail_msg("%s", why);
+}
+
+static void load_err(const char *text, int line, const char *needle)
+{
+    load_err_n(text, strlen(text), line, needle);
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    config cfg;
+    char *path = load_ok(&cfg, "");
+    assert_string_equal(cfg.path, path);
+    assert_string_equal(cfg.dir, tmpdir);
+    assert_string_equal(cfg.bind, "127.0.0.1:8060");
+    assert_int_equal(cfg.nbinds, 1);
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)&cfg.binds[0].ss;
+    assert_int_equal(s4->sin_family, AF_INET);
+    assert_int_equal(ntohl(s4->sin_addr.s_addr), 0x7f000001);
+    assert_int_equal(ntohs(s4->sin_port), 8060);
+    assert_int_equal(cfg.backlog, 1024);
+    assert_int_equal(cfg.max_connections, 10000);
+    assert_int_equal(cfg.idle_timeout, 0);
+    assert_int_equal(cfg.max_message, (size_t)16 << 20);
+    assert_int_equal(cfg.shutdown_timeout, 10);
+    assert_int_equal(cfg.log_level, ES_LOG_INFO);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    assert_true(cpus > 0);
+    assert_int_equal(cfg.threads, cpus > 1024 ? 1024 : cpus);
+    assert_string_equal(cfg.plugin, "echo");
+    assert_int_equal(cfg.plugin_line, 0);
+    assert_string_equal(cfg.plugin_dir, PLUGINDIR);
+    char *want = NULL;
+    assert_true(asprintf(&want, "%s/echo.so", PLUGINDIR) > 0);
+    assert_string_equal(cfg.plugin_path, want);
+    free(want);
+    assert_int_equal(cfg.nsections, 0);
+    assert_null(config_section_find(&cfg, "echo"));
+    config_free(&cfg);
+    free(path);
+
+    /* An empty [server] section and comments change nothing. */
+    path = load_ok(&cfg, "; comment\n# another\n\n[server]\n\n");
+    assert_int_equal(cfg.backlog, 1024);
+    assert_string_equal(cfg.bind, "127.0.0.1:8060");
+    config_free(&cfg);
+    free(path);
+}
+
+static void test_every_server_key(void **state)
+{
+    (void)state;
+    config cfg;
+    char *path = load_ok(&cfg,
+                         "[server]\n"
+                         "bind = :9000, [::1]:9001\n"
+                         "threads = 3\n"
+                         "plugin = myproto\n"
+                         "plugin_dir = /opt/echosrv/plugins\n"
+                         "backlog = 77\n"
+                         "max_connections = 12345\n"
+                         "idle_timeout = 300\n"
+                         "max_message = 4096\n"
+                         "shutdown_timeout = 42\n"
+                         "log_level = debug\n");
+    assert_string_equal(cfg.bind, ":9000, [::1]:9001");
+    assert_int_equal(cfg.nbinds, 2);
+    assert_int_equal(cfg.binds[0].any, 1);
+    assert_int_equal(ntohs(((const struct sockaddr_in6 *)&cfg.binds[0].ss)->sin6_port), 9000);
+    assert_int_equal(cfg.binds[1].any, 0);
+    assert_int_equal(ntohs(((const struct sockaddr_in6 *)&cfg.binds[1].ss)->sin6_port), 9001);
+    assert_int_equal(cfg.threads, 3);
+    assert_string_equal(cfg.plugin, "myproto");
+    assert_int_equal(cfg.plugin_line, 4);
+    assert_string_equal(cfg.plugin_dir, "/opt/echosrv/plugins");
+    assert_string_equal(cfg.plugin_path, "/opt/echosrv/plugins/myproto.so");
+    assert_int_equal(cfg.backlog, 77);
+    assert_int_equal(cfg.max_connections, 12345);
+    assert_int_equal(cfg.idle_timeout, 300);
+    assert_int_equal(cfg.max_message, 4096);
+    assert_int_equal(cfg.shutdown_timeout, 42);
+    assert_int_equal(cfg.log_level, ES_LOG_DEBUG);
+    config_free(&cfg);
+    free(path);
+}
+
+/* Loads "[server]\nKEY = VALUE\n" and returns the config (caller frees). */
+static void load_one(config *cfg, const char *key, const char *value)
+{
+    char text[256];
+    snprintf(text, sizeof text, "[server]\n%s = %s\n", key, value);
+    free(load_ok(cfg, text));
+}
+
+static void test_limits_accepted(void **state)
+{
+    (void)state;
+    config cfg;
+    load_one(&cfg, "threads", "1024");
+    assert_int_equal(cfg.threads, 1024);
+    config_free(&cfg);
+    load_one(&cfg, "threads", "1");
+    assert_int_equal(cfg.threads, 1);
+    config_free(&cfg);
+    load_one(&cfg, "backlog", "1");
+    assert_int_equal(cfg.backlog, 1);
+    config_free(&cfg);
+    load_one(&cfg, "backlog", "65535");
+    assert_int_equal(cfg.backlog, 65535);
+    config_free(&cfg);
+    load_one(&cfg, "max_connections", "100000000");
+    assert_int_equal(cfg.max_connections, 100000000);
+    config_free(&cfg);
+    load_one(&cfg, "idle_timeout", "31536000");
+    assert_int_equal(cfg.idle_timeout, 31536000);
+    config_free(&cfg);
+    load_one(&cfg, "shutdown_timeout", "0");
+    assert_int_equal(cfg.shutdown_timeout, 0);
+    config_free(&cfg);
+    load_one(&cfg, "shutdown_timeout", "3600");
+    assert_int_equal(cfg.shutdown_timeout, 3600);
+    config_free(&cfg);
+    load_one(&cfg, "max_message", "2");
+    assert_int_equal(cfg.max_message, 2);
+    config_free(&cfg);
+    load_one(&cfg, "max_message", "4G");
+    assert_int_equal(cfg.max_message, (size_t)4 << 30);
+    config_free(&cfg);
+    static const char *const levels[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++) {
+        load_one(&cfg, "log_level", levels[i]);
+        assert_int_equal(cfg.log_level, i);
+        config_free(&cfg);
+    }
+}
+
+static void test_threads_zero_means_cpus(void **state)
+{
+    (void)state;
+    config cfg;
+    load_one(&cfg, "threads", "0");
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    assert_int_equal(cfg.threads, cpus > 1024 ? 1024 : cpus);
+    assert_true(cfg.threads >= 1);
+    config_free(&cfg);
+}
+
+static void test_max_message_suffixes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        size_t bytes;
+    } cases[] = {
+        {"100", 100}, {"1K", 1024}, {"64k", 65536}, {"2M", (size_t)2 << 20},
+        {"3m", (size_t)3 << 20}, {"1G", (size_t)1 << 30}, {"2g", (size_t)2 << 30},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        config cfg;
+        load_one(&cfg, "max_message", cases[i].text);
+        assert_int_equal(cfg.max_message, cases[i].bytes);
+        config_free(&cfg);
+        size_t v = 0;
+        assert_int_equal(config_parse_size(cases[i].text, &v), 0);
+        assert_int_equal(v, cases[i].bytes);
+    }
+    static const char *const bad[] = {"", "K", "-1", " 1", "1 K", "1KB", "1T", "0x10", "1.5M",
+                                      "99999999999999999999", "17179869184G"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t v = 12345;
+        if (config_parse_size(bad[i], &v) != -1)
+            fail_msg("config_parse_size('%s') accepted", bad[i]);
+        assert_int_equal(v, 12345);
+    }
+}
+
+static void test_plugin_dir_relative(void **state)
+{
+    (void)state;
+    const char *text = "[server]\nplugin_dir = lib/plugins\n";
+    char *path = write_ini_n("sub", text, strlen(text));
+    config cfg;
+    char err[512] = "";
+    assert_int_equal(config_load(&cfg, path, err, sizeof err), 0);
+    char *want_dir = NULL, *want = NULL;
+    assert_true(asprintf(&want_dir, "%s/sub", tmpdir) > 0);
+    assert_string_equal(cfg.dir, want_dir);
+    assert_true(asprintf(&want, "%s/sub/lib/plugins", tmpdir) > 0);
+    assert_string_equal(cfg.plugin_dir, want);
+    free(want);
+    assert_true(asprintf(&want, "%s/sub/lib/plugins/echo.so", tmpdir) > 0);
+    assert_string_equal(cfg.plugin_path, want);
+    free(want);
+    free(want_dir);
+    config_free(&cfg);
+    free(path);
+}
+
+static void test_relative_ini_path(void **state)
+{
+    (void)state;
+    char *path = write_ini("[server]\nplugin_dir = p\n");
+    char cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(tmpdir), 0);
+    config cfg;
+    char err[512] = "";
+    int rc = config_load(&cfg, strrchr(path, '/') + 1, err, sizeof err);
+    assert_int_equal(chdir(cwd), 0);
+    assert_int_equal(rc, 0);
+    assert_string_equal(cfg.dir, ".");
+    assert_string_equal(cfg.plugin_dir, "./p");
+    assert_string_equal(cfg.plugin_path, "./p/echo.so");
+    config_free(&cfg);
+    free(path);
+}
+
+static void test_plugin_as_path(void **state)
+{
+    (void)state;
+    const char *text = "[server]\nplugin_dir = /nowhere\nplugin = build/my.so\n";
+    char *path = write_ini_n("sub2", text, strlen(text));
+    config cfg;
+    char err[512] = "";
+    assert_int_equal(config_load(&cfg, path, err, sizeof err), 0);
+    char *want = NULL;
+    assert_true(asprintf(&want, "%s/sub2/build/my.so", tmpdir) > 0);
+    assert_string_equal(cfg.plugin, "build/my.so");
+    assert_string_equal(cfg.plugin_path, want);
+    assert_int_equal(cfg.plugin_line, 3);
+    free(want);
+    config_free(&cfg);
+    free(path);
+
+    char *p2 = load_ok(&cfg, "[server]\nplugin = /abs/dir/x.so\n");
+    assert_string_equal(cfg.plugin_path, "/abs/dir/x.so");
+    config_free(&cfg);
+    free(p2);
+}
+
+static void test_plugin_section(void **state)
+{
+    (void)state;
+    config cfg;
+    char *path = load_ok(&cfg,
+                         "[server]\n"
+                         "plugin = echo\n"
+                         "\n"
+                         "[echo]\n"
+                         "separator = \"\\r\\n\"\n"
+                         "; a comment\n"
+                         "greeting = hello world\n"
+                         "quoted = \"  spaced  \"\n"
+                         "half = \"open\n"
+                         "empty =\n");
+    const config_section *s = config_section_find(&cfg, "echo");
+    assert_non_null(s);
+    assert_string_equal(s->name, "echo");
+    assert_int_equal(s->line, 4);
+    assert_int_equal(s->count, 5);
+    assert_string_equal(s->items[0].key, "separator");
+    assert_string_equal(s->items[0].value, "\\r\\n"); /* quotes gone, no escapes */
+    assert_int_equal(s->items[0].line, 5);
+    assert_string_equal(s->items[1].key, "greeting");
+    assert_string_equal(s->items[1].value, "hello world");
+    assert_int_equal(s->items[1].line, 7);
+    assert_string_equal(s->items[2].key, "quoted");
+    assert_string_equal(s->items[2].value, "  spaced  ");
+    assert_int_equal(s->items[2].line, 8);
+    assert_string_equal(s->items[3].key, "half");
+    assert_string_equal(s->items[3].value, "\"open");
+    assert_int_equal(s->items[3].line, 9);
+    assert_string_equal(s->items[4].key, "empty");
+    assert_string_equal(s->items[4].value, "");
+    assert_int_equal(s->items[4].line, 10);
+    assert_null(config_section_find(&cfg, "server"));
+    assert_null(config_section_find(&cfg, "ech"));
+    char err[512] = "";
+    assert_int_equal(config_check_sections(&cfg, "echo", err, sizeof err), 0);
+    config_free(&cfg);
+    free(path);
+
+    /* A section with no keys is still recorded, with its line. */
+    path = load_ok(&cfg, "[server]\n\n[echo]\n");
+    s = config_section_find(&cfg, "echo");
+    assert_non_null(s);
+    assert_int_equal(s->line, 3);
+    assert_int_equal(s->count, 0);
+    config_free(&cfg);
+    free(path);
+}
+
+static void test_quoted_server_values(void **state)
+{
+    (void)state;
+    config cfg;
+    char *path = load_ok(&cfg, "[server]\nbind = \"127.0.0.1:9\"\nlog_level = \"warn\"\n");
+    assert_string_equal(cfg.bind, "127.0.0.1:9");
+    assert_int_equal(cfg.log_level, ES_LOG_WARN);
+    config_free(&cfg);
+    free(path);
+}
+
+static void test_indented_and_bom(void **state)
+{
+    (void)state;
+    config cfg;
+    /* An indented line is a key of its own, not a continuation. */
+    char *path = load_ok(&cfg, "[server]\nbacklog = 5\n  threads = 2\n");
+    assert_int_equal(cfg.backlog, 5);
+    assert_int_equal(cfg.threads, 2);
+    config_free(&cfg);
+    free(path);
+    /* A UTF-8 byte order mark before the first section. */
+    path = load_ok(&cfg, "\xEF\xBB\xBF[server]\nbacklog = 6\n");
+    assert_int_equal(cfg.backlog, 6);
+    config_free(&cfg);
+    free(path);
+    load_err("\xEF\xBB\xBF[server]\nbacklog = 6\n[server]\n", 3, "first at line 1");
+}
+
+static void test_long_lines_accepted(void **state)
+{
+    (void)state;
+    /* Lines up to the documented maximum (4094 characters, here "long = "
+     * and the value) are read whole. */
+    static const size_t lens[] = {150, 250, 1000, 4094 - 7};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        size_t n = lens[i];
+        char *text = malloc(n + 64);
+        assert_non_null(text);
+        int k = snprintf(text, 64, "[server]\n[echo]\nlong = ");
+        memset(text + k, 'v', n);
+        strcpy(text + k + n, "\nafter = 1\n");
+        config cfg;
+        char *path = write_ini(text);
+        char err[512] = "";
+        if (config_load(&cfg, path, err, sizeof err) != 0) {
+            config_free(&cfg);
+            free(path);
+            free(text);
+            fail_msg("value of %zu bytes refused: %s", n, err);
+        }
+        const config_section *s = config_section_find(&cfg, "echo");
+        assert_non_null(s);
+        assert_int_equal(s->count, 2);
+        assert_int_equal(strlen(s->items[0].value), n);
+        assert_int_equal(s->items[0].line, 3);
+        assert_string_equal(s->items[1].key, "after");
+        assert_int_equal(s->items[1].line, 4);
+        config_free(&cfg);
+        free(path);
+        free(text);
+    }
+}
+
+static void test_line_too_long(void **state)
+{
+    (void)state;
+    size_t n = 5000;
+    char *text = malloc(n + 128);
+    assert_non_null(text);
+    int k = snprintf(text, 128, "[server]\nbacklog = 5\n[echo]\nlong = ");
+    memset(text + k, 'v', n);
+    /* What follows the cut would parse as a key of its own. */
+    memcpy(text + k + 4090, "x = 1", 5);
+    strcpy(text + k + n, "\nthreads = 2\n");
+    load_err(text, 4, "line longer than");
+
+    /* One character past the documented maximum of 4094. */
+    k = snprintf(text, 128, "[server]\n[echo]\nlong = ");
+    memset(text + k, 'v', 4095 - 7);
+    strcpy(text + k + 4095 - 7, "\nafter = 1\n");
+    load_err(text, 3, "line longer than");
+    free(text);
+}
+
+static void test_unknown_key(void **state)
+{
+    (void)state;
+    load_err("[server]\nbacklog = 5\nport = 80\n", 3, "unknown key 'port' in [server]");
+}
+
+static void test_bad_numbers(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *key, *value;
+    } cases[] = {
+        {"threads", "four"}, {"threads", "-1"}, {"threads", "1025"}, {"threads", "2x"},
+        {"threads", "0x4"}, {"backlog", "0"}, {"backlog", "65536"}, {"backlog", "many"},
+        {"backlog", "1.5"}, {"max_connections", "0"}, {"max_connections", "100000001"},
+        {"max_connections", "-5"}, {"max_connections", "99999999999999999999999"},
+        {"idle_timeout", "-1"}, {"idle_timeout", "31536001"}, {"idle_timeout", "10s"},
+        {"shutdown_timeout", "-1"}, {"shutdown_timeout", "3601"}, {"shutdown_timeout", "ten"},
+        {"max_message", "0"}, {"max_message", "1"}, {"max_message", "4097M"},
+        {"max_message", "5G"}, {"max_message", "1T"}, {"max_message", "big"},
+        {"max_message", "-2"}, {"threads", "\"\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[256], needle[128];
+        snprintf(text, sizeof text, "[server]\n\n%s = %s\n", cases[i].key, cases[i].value);
+        snprintf(needle, sizeof needle, "%s: '", cases[i].key);
+        load_err(text, 3, needle);
+    }
+}
+
+static void test_bad_strings(void **state)
+{
+    (void)state;
+    load_err("[server]\nlog_level = verbose\n", 2, "log_level: 'verbose' is not one of");
+    load_err("[server]\nlog_level = INFO\n", 2, "log_level");
+    load_err("[server]\nbind = 127.0.0.1\n", 2, "bind: address '127.0.0.1'");
+    load_err("[server]\nbind = 127.0.0.1:99999\n", 2, "out of range");
+    load_err("[server]\nbind = ::1:80\n", 2, "[ADDRESS]:PORT");
+    load_err("[server]\nbind = 127.0.0.1:1,,127.0.0.1:2\n", 2, "empty address");
+    load_err("[server]\nplugin =\n", 2, "plugin: empty value");
+    load_err("[server]\nplugin = \"\"\n", 2, "plugin: empty value");
+    load_err("[server]\nplugin_dir =\n", 2, "plugin_dir: empty value");
+}
+
+static void test_duplicates(void **state)
+{
+    (void)state;
+    load_err("[server]\nbacklog = 5\nthreads = 1\nbacklog = 6\n", 4,
+             "duplicate key 'backlog' in [server] (first set at line 2)");
+    load_err("[server]\n[echo]\nseparator = a\n\nseparator = b\n", 5,
+             "duplicate key 'separator' in [echo] (first set at line 3)");
+    load_err("[server]\nbacklog = 5\n[echo]\n[server]\n", 4,
+             "duplicate section [server] (first at line 1)");
+    load_err("; comment\n\n[server]\nbacklog = 5\n[server]\n", 5,
+             "duplicate section [server] (first at line 3)");
+    load_err("[server]\n[echo]\na = 1\n\n[echo]\n", 5,
+             "duplicate section [echo] (first at line 2)");
+    /* The same key in different sections is fine. */
+    config cfg;
+    char *path = load_ok(&cfg, "[server]\nplugin = echo\n[echo]\nplugin = x\n");
+    assert_string_equal(cfg.plugin, "echo");
+    config_free(&cfg);
+    free(path);
+}
+
+static void test_key_outside_section(void **state)
+{
+    (void)state;
+    load_err("backlog = 5\n[server]\n", 1, "key 'backlog' outside of any section");
+    load_err("\n; c\nbacklog = 5\n", 3, "outside of any section");
+}
+
+static void test_syntax_errors(void **state)
+{
+    (void)state;
+    load_err("[server]\nbacklog = 5\nthis line has no equals sign\n", 3, "syntax error");
+    load_err("[server\n", 1, "syntax error");
+    load_err("[server]\n[]\n", 2, "bad section name");
+}
+
+static void test_first_error_wins(void **state)
+{
+    (void)state;
+    /* The error reported is the first one in the file. */
+    load_err("[server]\nno equals here\nport = 1\n", 2, "syntax error");
+    load_err("[server]\nno equals here\nbacklog = 0\n", 2, "syntax error");
+    load_err("[server\nbacklog = 5\n", 1, "syntax error");
+}
+
+static void test_nul_byte(void **state)
+{
+    (void)state;
+    static const char text[] = "[server]\nbacklog = 5\nthreads = 1\0junk\nidle_timeout = 1\n";
+    load_err_n(text, sizeof text - 1, 3, "NUL byte");
+}
+
+static void test_missing_file(void **state)
+{
+    (void)state;
+    char *path = NULL;
+    assert_true(asprintf(&path, "%s/does-not-exist.ini", tmpdir) > 0);
+    config cfg;
+    char err[512] = "";
+    assert_int_equal(config_load(&cfg, path, err, sizeof err), -1);
+    char *want = NULL;
+    assert_true(asprintf(&want, "%s: cannot open", path) > 0);
+    if (strncmp(err, want, strlen(want)) != 0)
+        fail_msg("error '%s' does not start with '%s'", err, want);
+    free(want);
+    config_free(&cfg);
+    free(path);
+}
+
+static void test_check_sections(void **state)
+{
+    (void)state;
+    config cfg;
+    char *path = load_ok(&cfg, "[server]\n[echo]\na = 1\n\n[other]\nb = 2\n");
+    char err[512] = "";
+    assert_int_equal(config_check_sections(&cfg, "echo", err, sizeof err), -1);
+    check_err_at(err, path, 5, "unknown section [other]");
+    assert_contains(err, "[echo]");
+    /* Under another plugin's name, [echo] is the stranger. */
+    err[0] = '\0';
+    assert_int_equal(config_check_sections(&cfg, "other", err, sizeof err), -1);
+    check_err_at(err, path, 2, "unknown section [echo]");
+    config_free(&cfg);
+    free(path);
+}
+
+static void test_reload_after_error(void **state)
+{
+    (void)state;
+    /* A config freed after a failed load can be loaded again. */
+    char *bad = write_ini("[server]\nbacklog = 5\n[echo]\nx = 1\nport = 2\n[server]\n");
+    config cfg;
+    char err[512] = "";
+    assert_int_equal(config_load(&cfg, bad, err, sizeof err), -1);
+    config_free(&cfg);
+    assert_null(cfg.path);
+    assert_int_equal(cfg.nsections, 0);
+    char *good = load_ok(&cfg, "[server]\nbacklog = 9\n");
+    assert_int_equal(cfg.backlog, 9);
+    config_free(&cfg);
+    free(bad);
+    free(good);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_every_server_key),
+        cmocka_unit_test(test_limits_accepted),
+        cmocka_unit_test(test_threads_zero_means_cpus),
+        cmocka_unit_test(test_max_message_suffixes),
+        cmocka_unit_test(test_plugin_dir_relative),
+        cmocka_unit_test(test_relative_ini_path),
+        cmocka_unit_test(test_plugin_as_path),
+        cmocka_unit_test(test_plugin_section),
+        cmocka_unit_test(test_quoted_server_values),
+        cmocka_unit_test(test_indented_and_bom),
+        cmocka_unit_test(test_long_lines_accepted),
+        cmocka_unit_test(test_line_too_long),
+        cmocka_unit_test(test_unknown_key),
+        cmocka_unit_test(test_bad_numbers),
+        cmocka_unit_test(test_bad_strings),
+        cmocka_unit_test(test_duplicates),
+        cmocka_unit_test(test_key_outside_section),
+        cmocka_unit_test(test_syntax_errors),
+        cmocka_unit_test(test_first_error_wins),
+        cmocka_unit_test(test_nul_byte),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_check_sections),
+        cmocka_unit_test(test_reload_after_error),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
