@@ -71,16 +71,22 @@ static void conn_touch(es_conn *c)
     }
 }
 
+/* Forget the replies gathered for the connection being handled. */
+static void stage_reset(worker *w)
+{
+    w->cur = NULL;
+    w->span_len = 0;
+    w->stage.len = w->stage.off = 0;
+}
+
 void conn_destroy(es_conn *c)
 {
     worker *w = c->w;
     const es_plugin *h = hooks_of(c);
     if (h->close != NULL)
         h->close(c, h->conn_size ? c->state : NULL);
-    if (w->cur == c) {
-        w->cur = NULL;
-        w->stage.len = w->stage.off = 0;
-    }
+    if (w->cur == c)
+        stage_reset(w);
     conn_list_remove(c->flags & CF_LINGER ? &w->linger : &w->active, c);
     close(c->fd);
     buf_free(&c->in);
@@ -136,28 +142,38 @@ static int conn_flush(es_conn *c)
     }
     int handed_over = 0;
     if (w->cur == c) {
-        w->cur = NULL;
-        if (w->stage.len > 0) {
-            ssize_t n = send(c->fd, buf_head(&w->stage), w->stage.len, MSG_NOSIGNAL);
+        /* The replies are either a span of the input (sent from where
+         * they lie) or staged; the rest of a partial send is queued. */
+        const uint8_t *p = w->span_len ? w->span : buf_head(&w->stage);
+        size_t len = w->span_len ? w->span_len : w->stage.len;
+        if (len > 0) {
+            ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
             if (n < 0 && errno != EAGAIN && errno != EINTR) {
                 log_debug("write to %s: %s", peer_name(c), strerror(errno));
-                w->stage.len = w->stage.off = 0;
                 conn_destroy(c);
                 return -1;
             }
-            if (n > 0) {
-                buf_consume(&w->stage, (size_t)n);
+            size_t sent = n > 0 ? (size_t)n : 0;
+            if (sent > 0)
                 conn_touch(c);
+            if (w->span_len > 0) {
+                if (sent < len && buf_append(&c->out, p + sent, len - sent) < 0) {
+                    log_error("out of memory queueing output for %s: closing the connection",
+                              peer_name(c));
+                    conn_destroy(c);
+                    return -1;
+                }
+            } else {
+                buf_consume(&w->stage, sent);
+                if (w->stage.len > 0) {
+                    /* Hand the staging buffer over instead of copying it. */
+                    c->out = w->stage;
+                    memset(&w->stage, 0, sizeof w->stage);
+                }
             }
-            if (w->stage.len > 0) {
-                /* The rest becomes the connection's queue (empty, or
-                 * replies would have gone there): hand the buffer over
-                 * instead of copying it. */
-                c->out = w->stage;
-                memset(&w->stage, 0, sizeof w->stage);
-                handed_over = 1;
-            }
+            handed_over = sent < len;
         }
+        stage_reset(w);
         if (w->stage.cap > STAGE_KEEP)
             buf_free(&w->stage);
     }
@@ -271,17 +287,18 @@ static int conn_read(es_conn *c)
         return conn_flush(c);
     }
     conn_touch(c);
-    w->cur = c;
     const uint8_t *data = direct ? dst : buf_head(&c->in);
     size_t len = (size_t)n;
     if (!direct) {
         buf_commit(&c->in, (size_t)n);
         len = c->in.len;
     }
+    w->cur = c;
+    w->in_lo = (uintptr_t)data;
+    w->in_hi = (uintptr_t)data + len;
     ssize_t used = conn_frame(c, data, len);
     if (used < 0) {
-        w->cur = NULL;
-        w->stage.len = w->stage.off = 0;
+        stage_reset(w);
         conn_destroy(c);
         return -1;
     }
@@ -291,12 +308,16 @@ static int conn_read(es_conn *c)
             log_error("out of memory reading from %s: closing the connection", peer_name(c));
             c->flags |= CF_ABORT;
         }
-    } else {
-        buf_consume(&c->in, (size_t)used);
-        if (c->in.len == 0 || (c->flags & CF_CLOSING))
-            buf_free(&c->in);
+        return conn_flush(c);
     }
-    return conn_flush(c);
+    /* Consumed bytes stay in place until the replies that may point at
+     * them are sent. */
+    buf_consume(&c->in, (size_t)used);
+    if (conn_flush(c) < 0)
+        return -1;
+    if (c->in.len == 0 || (c->flags & CF_CLOSING))
+        buf_free(&c->in);
+    return 0;
 }
 
 void conn_event(es_conn *c, uint32_t events)
@@ -379,14 +400,34 @@ static int host_write(es_conn *c, const void *data, size_t len)
     if (c->flags & (CF_CLOSING | CF_ABORT | CF_LINGER))
         return -1;
     worker *w = c->w;
-    buf *b = (w->cur == c && c->out.len == 0) ? &w->stage : &c->out;
-    if (buf_append(b, data, len) < 0) {
-        log_error("out of memory queueing %zu bytes for %s: closing the connection", len,
-                  peer_name(c));
-        c->flags |= CF_ABORT;
-        return -1;
+    buf *b = &c->out;
+    if (w->cur == c && c->out.len == 0) {
+        /* A reply made of input bytes (an echo) is sent from the input
+         * itself: consecutive ones extend one span. */
+        uintptr_t p = (uintptr_t)data;
+        if (w->stage.len == 0 && p >= w->in_lo && p + len <= w->in_hi) {
+            if (w->span_len == 0)
+                w->span = data;
+            if (w->span + w->span_len == data) {
+                w->span_len += len;
+                return 0;
+            }
+        }
+        b = &w->stage;
+        if (w->span_len > 0) {
+            if (buf_append(b, w->span, w->span_len) < 0)
+                goto oom;
+            w->span_len = 0;
+        }
     }
+    if (buf_append(b, data, len) < 0)
+        goto oom;
     return 0;
+oom:
+    log_error("out of memory queueing %zu bytes for %s: closing the connection", len,
+              peer_name(c));
+    c->flags |= CF_ABORT;
+    return -1;
 }
 
 static void host_close(es_conn *c)

@@ -81,8 +81,11 @@ struct worker {
     uint64_t now;          /* ms, CLOCK_MONOTONIC, once per loop turn */
     conn_list active;      /* least recently active first */
     conn_list linger;      /* oldest first */
-    es_conn *cur;          /* the connection whose replies go to stage */
-    buf stage;             /* replies of one read, sent with one write */
+    es_conn *cur;          /* the connection whose input is being handled */
+    uintptr_t in_lo, in_hi;/* bounds of that input */
+    const uint8_t *span;   /* replies that are bytes of that input, not copied */
+    size_t span_len;
+    buf stage;             /* other replies of one read, sent with one write */
     uint8_t *rbuf;         /* READ_BUF_SIZE bytes */
     int accepting;         /* listeners are in epfd */
     uint64_t accept_resume;/* ms; when accepting was paused */
