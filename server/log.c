@@ -19,7 +19,9 @@ int log_level_parse(const char *text)
 
 void log_vmsg(int level, const char *prefix, const char *fmt, va_list ap)
 {
-    if (level > log_threshold)
+    if (level & LOG_ALWAYS)
+        level &= ~LOG_ALWAYS;
+    else if (level > log_threshold)
         return;
     if (level < 0)
         level = 0;

@@ -13,6 +13,10 @@ extern int log_threshold;
 /* Parse "error", "warn", "info", "debug". Returns the level or -1. */
 int log_level_parse(const char *text);
 
+/* OR'ed into a level: print whatever the threshold (start-up lines that
+ * scripts wait for, like "listening on"). */
+#define LOG_ALWAYS 0x100
+
 /* Write "echosrv: LEVEL: message" to stderr as one write. Any thread. */
 void log_msg(int level, const char *fmt, ...) ES_PRINTF(2, 3);
 void log_vmsg(int level, const char *prefix, const char *fmt, va_list ap);

@@ -168,7 +168,7 @@ int main(int argc, char **argv)
     log_info("echosrv %s: plugin %s %s, %d worker threads", PACKAGE_VERSION, p.hooks.name,
              p.hooks.version ? p.hooks.version : "", srv.nworkers);
     for (size_t i = 0; i < srv.nlisteners; i++)
-        log_info("listening on %s", srv.listeners[i].name);
+        log_msg(ES_LOG_INFO | LOG_ALWAYS, "listening on %s", srv.listeners[i].name);
 
     int level = 0;
     while (level < 2) {

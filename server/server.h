@@ -90,6 +90,7 @@ struct worker {
     int accepting;         /* listeners are in epfd */
     uint64_t accept_resume;/* ms; when accepting was paused */
     uint64_t warned_full;  /* ms of the last max_connections warning */
+    uint64_t warned_emfile;/* ms of the last descriptor shortage warning */
     int draining;
     uint64_t drain_deadline;
 };

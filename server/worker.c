@@ -69,9 +69,13 @@ static void worker_accept(worker *w, listener *l)
                 /* Out of descriptors or memory: retrying at once would spin.
                  * Stop accepting for a while; the connections we have
                  * carry on. */
-                log_warn("accept on %s: %s: pausing accepts for %d ms (%ld connections open)",
-                         l->name, strerror(errno), ACCEPT_PAUSE_MS,
-                         atomic_load_explicit(&srv->nconns, memory_order_relaxed));
+                if (w->warned_emfile == 0 || w->now - w->warned_emfile >= 10000) {
+                    log_warn("accept on %s: %s: pausing accepts for %d ms at a time "
+                             "(%ld connections open)",
+                             l->name, strerror(errno), ACCEPT_PAUSE_MS,
+                             atomic_load_explicit(&srv->nconns, memory_order_relaxed));
+                    w->warned_emfile = w->now;
+                }
                 listeners_remove(w);
                 w->accept_resume = w->now + ACCEPT_PAUSE_MS;
                 return;
