@@ -56,6 +56,20 @@ static const char *const server_keys[K_COUNT] = {
     "idle_timeout", "max_message", "shutdown_timeout", "log_level",
 };
 
+/* The numeric [server] keys: range, what the number counts, and the field. */
+static const struct num_key {
+    int key;
+    long lo, hi;
+    const char *what;
+    size_t field;
+} num_keys[] = {
+    {K_THREADS, 0, 1024, "a number", offsetof(config, threads)},
+    {K_BACKLOG, 1, 65535, "a number", offsetof(config, backlog)},
+    {K_MAX_CONNECTIONS, 1, 100000000, "a number", offsetof(config, max_connections)},
+    {K_IDLE_TIMEOUT, 0, 31536000, "a number of seconds", offsetof(config, idle_timeout)},
+    {K_SHUTDOWN_TIMEOUT, 0, 3600, "a number of seconds", offsetof(config, shutdown_timeout)},
+};
+
 static int parse_long(const char *text, long lo, long hi, long *out)
 {
     if (*text == '\0' || isspace((unsigned char)*text))
@@ -131,7 +145,19 @@ static void server_key(loader *ld, const char *key, const char *value)
     }
     ld->seen[k] = line;
 
-    long v;
+    for (size_t i = 0; i < sizeof num_keys / sizeof num_keys[0]; i++) {
+        const struct num_key *nk = &num_keys[i];
+        if (nk->key != k)
+            continue;
+        long v;
+        if (parse_long(value, nk->lo, nk->hi, &v) < 0)
+            fail_at(ld, line, "%s: '%s' is not %s from %ld to %ld", key, value, nk->what, nk->lo,
+                    nk->hi);
+        else
+            *(long *)((char *)cfg + nk->field) = v;
+        return;
+    }
+
     char err[256];
     switch (k) {
     case K_BIND: {
@@ -148,13 +174,6 @@ static void server_key(loader *ld, const char *key, const char *value)
             fail_at(ld, line, "out of memory");
         return;
     }
-    case K_THREADS:
-        if (parse_long(value, 0, 1024, &v) < 0) {
-            fail_at(ld, line, "threads: '%s' is not a number from 0 to 1024", value);
-            return;
-        }
-        cfg->threads = (int)v;
-        return;
     case K_PLUGIN:
         if (*value == '\0') {
             fail_at(ld, line, "plugin: empty value");
@@ -178,28 +197,6 @@ static void server_key(loader *ld, const char *key, const char *value)
         cfg->plugin_dir = p;
         return;
     }
-    case K_BACKLOG:
-        if (parse_long(value, 1, 65535, &v) < 0) {
-            fail_at(ld, line, "backlog: '%s' is not a number from 1 to 65535", value);
-            return;
-        }
-        cfg->backlog = (int)v;
-        return;
-    case K_MAX_CONNECTIONS:
-        if (parse_long(value, 1, 100000000, &v) < 0) {
-            fail_at(ld, line, "max_connections: '%s' is not a number from 1 to 100000000", value);
-            return;
-        }
-        cfg->max_connections = v;
-        return;
-    case K_IDLE_TIMEOUT:
-        if (parse_long(value, 0, 31536000, &v) < 0) {
-            fail_at(ld, line, "idle_timeout: '%s' is not a number of seconds from 0 to 31536000",
-                    value);
-            return;
-        }
-        cfg->idle_timeout = v;
-        return;
     case K_MAX_MESSAGE: {
         size_t s;
         if (config_parse_size(value, &s) < 0 || s < 2 || s > ((size_t)1 << 32)) {
@@ -211,14 +208,6 @@ static void server_key(loader *ld, const char *key, const char *value)
         cfg->max_message = s;
         return;
     }
-    case K_SHUTDOWN_TIMEOUT:
-        if (parse_long(value, 0, 3600, &v) < 0) {
-            fail_at(ld, line, "shutdown_timeout: '%s' is not a number of seconds from 0 to 3600",
-                    value);
-            return;
-        }
-        cfg->shutdown_timeout = v;
-        return;
     case K_LOG_LEVEL: {
         int lv = log_level_parse(value);
         if (lv < 0) {
@@ -453,7 +442,7 @@ int config_load(config *cfg, const char *path, char *err, size_t errlen)
 
     if (cfg->threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
-        cfg->threads = n > 0 ? (int)(n > 1024 ? 1024 : n) : 1;
+        cfg->threads = n > 0 ? (n > 1024 ? 1024 : n) : 1;
     }
     if (strchr(cfg->plugin, '/') != NULL)
         cfg->plugin_path = path_join(cfg->dir, cfg->plugin);

@@ -21,11 +21,11 @@ typedef struct config {
     char *bind;            /* bind as written */
     addr *binds;           /* parsed bind list */
     size_t nbinds;
-    int threads;           /* 0 in the file means one per CPU; resolved here */
+    long threads;          /* 0 in the file means one per CPU; resolved here */
     char *plugin;          /* plugin as written: a name or a path */
     char *plugin_dir;      /* resolved against dir */
     char *plugin_path;     /* the file to load */
-    int backlog;
+    long backlog;
     long max_connections;
     long idle_timeout;     /* seconds, 0 = never */
     size_t max_message;    /* bytes of one message, separator included */

@@ -136,7 +136,7 @@ int main(int argc, char **argv)
         goto out;
     plugin_loaded = 1;
     if (test_only) {
-        printf("%s: configuration OK (plugin %s %s, %zu listener%s, %d threads)\n", cfg.path,
+        printf("%s: configuration OK (plugin %s %s, %zu listener%s, %ld threads)\n", cfg.path,
                p.hooks.name, p.hooks.version ? p.hooks.version : "", cfg.nbinds,
                cfg.nbinds == 1 ? "" : "s", cfg.threads);
         status = 0;
@@ -155,7 +155,7 @@ int main(int argc, char **argv)
         goto out;
     }
     for (size_t i = 0; i < cfg.nbinds; i++) {
-        if (listener_open(&srv.listeners[i], &cfg.binds[i], cfg.backlog, err, sizeof err) < 0) {
+        if (listener_open(&srv.listeners[i], &cfg.binds[i], (int)cfg.backlog, err, sizeof err) < 0) {
             fprintf(stderr, "echosrv: %s\n", err);
             goto out;
         }
