@@ -1125,13 +1125,14 @@ long hs_proc_rss_kb(pid_t pid)
     return kb;
 }
 
-int hs_proc_fd_count(pid_t pid)
+/* Number of entries of /proc/PID/SUB (not counting . and ..), or -1. */
+static int count_proc_entries(pid_t pid, const char *sub)
 {
     char path[64];
     DIR *d;
     int n = 0;
 
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, sub);
     d = opendir(path);
     if (d == NULL)
         return -1;
@@ -1140,6 +1141,16 @@ int hs_proc_fd_count(pid_t pid)
             n++;
     closedir(d);
     return n;
+}
+
+int hs_proc_fd_count(pid_t pid)
+{
+    return count_proc_entries(pid, "fd");
+}
+
+int hs_proc_task_count(pid_t pid)
+{
+    return count_proc_entries(pid, "task");
 }
 
 bool hs_have_ipv6_loopback(void)

@@ -138,6 +138,9 @@ long hs_proc_rss_kb(pid_t pid);
 /* Number of open fds of PID (entries of /proc/PID/fd), or -1. */
 int hs_proc_fd_count(pid_t pid);
 
+/* Number of threads of PID (entries of /proc/PID/task), or -1. */
+int hs_proc_task_count(pid_t pid);
+
 /* True if /proc/net/if_inet6 lists the loopback address ::1. */
 bool hs_have_ipv6_loopback(void);
 

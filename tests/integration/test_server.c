@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -959,6 +960,403 @@ static void test_emfile(void **state)
         FAIL("after the clients left, a new connection was not served within 8 s");
 }
 
+/* Writes the whole INI file NAME in the test's directory from FMT (c->conf gets its path) and
+ * starts echosrv on it, expecting one listener. Fails the test if it does not come up. */
+static struct hs_proc *start_ini(struct ctx *c, const char *name, long nofile, const char *fmt,
+                                 ...) __attribute__((format(printf, 4, 5)));
+
+static struct hs_proc *start_ini(struct ctx *c, const char *name, long nofile, const char *fmt,
+                                 ...)
+{
+    va_list ap;
+    char *text = NULL;
+    struct hs_proc *p;
+
+    va_start(ap, fmt);
+    int rc = vasprintf(&text, fmt, ap);
+    va_end(ap);
+    assert_true(rc >= 0);
+    rc = hs_write_file(c->conf, sizeof c->conf, c->dir, name, "%s", text);
+    free(text);
+    assert_int_equal(rc, 0);
+    p = hs_server_start(c->conf, 1, nofile, READY_MS);
+    if (p == NULL)
+        FAIL("echosrv did not start on %s", c->conf);
+    return p;
+}
+
+/* SIGTERMs SRV and asserts that it exits with status 0 within STOP_MS. */
+static void stop_ok(struct hs_proc *srv, const char *what)
+{
+    int st = hs_stop(srv, STOP_MS);
+
+    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        hs_dump_output(srv, "bad exit after SIGTERM");
+        FAIL("%s: echosrv did not exit with status 0 after SIGTERM (wait status %d)", what, st);
+    }
+}
+
+/* 15. threads: the process has exactly that many workers plus the main thread. */
+static void test_threads(void **state)
+{
+    struct ctx *c = begin(state, __func__);
+    const char *pd = hs_env_path("ES_PLUGIN_DIR");
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    static const char *const values[] = { "1", "3", "0" };
+
+    assert_non_null(pd);
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        long workers = strcmp(values[i], "0") == 0 ? (ncpu < 1 ? 1 : ncpu > 1024 ? 1024 : ncpu)
+                                                   : strtol(values[i], NULL, 10);
+        struct hs_proc *srv = start_ini(c, "threads.ini", 0,
+                                        "[server]\nbind = 127.0.0.1:0\nthreads = %s\n"
+                                        "plugin = echo\nplugin_dir = %s\n", values[i], pd);
+        /* The workers exist before 'listening on' is logged. */
+        int tasks = hs_proc_task_count(hs_pid(srv));
+        int fd = conn(c, hs_addr(srv, 0));
+        assert_int_equal(hs_ping(fd, "threads" SEP, IO_MS), 0);
+        untrack_close(c, fd);
+        if (tasks != workers + 1)
+            FAIL("threads = %s: %d threads in /proc/%d/task, expected %ld workers + main = %ld",
+                 values[i], tasks, (int)hs_pid(srv), workers, workers + 1);
+        hs_proc_free(srv);
+    }
+}
+
+/* True if LINE (one line of echosrv's output) carries a level more verbose than MAX, the
+ * 'listening on' lines excepted (they are printed whatever the log_level). */
+static bool too_verbose(const char *line, size_t len, int max)
+{
+    static const char *const prefixes[] = { "echosrv: error: ", "echosrv: warn: ",
+                                            "echosrv: info: ", "echosrv: debug: " };
+
+    for (int lv = max + 1; lv < 4; lv++) {
+        size_t pl = strlen(prefixes[lv]);
+        if (len >= pl && memcmp(line, prefixes[lv], pl) == 0)
+            return memmem(line, len, "listening on ", 13) == NULL;
+    }
+    return false;
+}
+
+/* 16. log_level: each level prints its own messages and the more severe ones, nothing more
+ * verbose; 'listening on' is printed at every level. */
+static void test_log_level(void **state)
+{
+    struct ctx *c = begin(state, __func__);
+    const char *pd = hs_env_path("ES_PLUGIN_DIR");
+    static const char *const levels[] = { "error", "warn", "info", "debug" };
+    char big[100];
+
+    assert_non_null(pd);
+    memset(big, 'x', sizeof big);
+    for (int lv = 0; lv < 4; lv++) {
+        struct hs_proc *srv = start_ini(c, "log.ini", 0,
+                                        "[server]\nbind = 127.0.0.1:0\nthreads = 1\n"
+                                        "plugin = echo\nplugin_dir = %s\nmax_message = 64\n"
+                                        "log_level = %s\n", pd, levels[lv]);
+        /* debug: the connection is logged before its first reply. */
+        int a = conn(c, hs_addr(srv, 0));
+        assert_int_equal(hs_ping(a, "log me" SEP, IO_MS), 0);
+        /* warn: a message past max_message is logged before the connection closes. */
+        int b = conn(c, hs_addr(srv, 0));
+        hs_send_all(b, big, sizeof big, IO_MS);
+        if (hs_wait_closed(b, 3000) != 0)
+            FAIL("log_level = %s: a 100-byte message (max_message = 64) did not close the "
+                 "connection", levels[lv]);
+        untrack_close(c, a);
+        untrack_close(c, b);
+        stop_ok(srv, levels[lv]);       /* afterwards the output is complete */
+
+        char *out = hs_output(srv);
+        assert_non_null(out);
+        bool listening = strstr(out, "listening on ") != NULL;
+        bool warned = strstr(out, "exceeds max_message") != NULL;
+        bool informed = strstr(out, "worker threads") != NULL;
+        bool debugged = strstr(out, "connection from") != NULL;
+        const char *bad = NULL;
+        size_t badlen = 0;
+        for (const char *s = out; *s != '\0' && bad == NULL;) {
+            size_t n = strcspn(s, "\n");
+            if (too_verbose(s, n, lv)) {
+                bad = s;
+                badlen = n;
+            }
+            s += n;
+            if (*s == '\n')
+                s++;
+        }
+        char badline[256];
+        snprintf(badline, sizeof badline, "%.*s", (int)(badlen < 200 ? badlen : 200),
+                 bad ? bad : "");
+        free(out);
+        if (!listening || warned != (lv >= 1) || informed != (lv >= 2) ||
+            debugged != (lv >= 3) || bad != NULL)
+            hs_dump_output(srv, "unexpected log");
+        hs_proc_free(srv);
+        if (!listening)
+            FAIL("log_level = %s: no 'listening on' line", levels[lv]);
+        if (warned != (lv >= 1))
+            FAIL("log_level = %s: the max_message warning was %s", levels[lv],
+                 warned ? "printed" : "not printed");
+        if (informed != (lv >= 2))
+            FAIL("log_level = %s: the start-up info line ('... worker threads') was %s",
+                 levels[lv], informed ? "printed" : "not printed");
+        if (debugged != (lv >= 3))
+            FAIL("log_level = %s: 'connection from' was %s", levels[lv],
+                 debugged ? "printed" : "not printed");
+        if (bad != NULL)
+            FAIL("log_level = %s: a more verbose line was printed: %s", levels[lv], badline);
+    }
+}
+
+/* 17. shutdown_timeout = 1: a half-received message holds the shutdown for about 1 s, then
+ * the connection is closed and the server exits 0. */
+static void test_shutdown_timeout(void **state)
+{
+    struct ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start_default(c, "shutdown_timeout = 1\n");
+    int fd = conn(c, hs_addr(srv, 0));
+
+    assert_int_equal(hs_ping(fd, "before" SEP, IO_MS), 0);
+    assert_int_equal(hs_send_all(fd, "half a mess", 11, IO_MS), 0);
+    long t0 = hs_now_ms();
+    kill(hs_pid(srv), SIGTERM);
+    int r = hs_wait_closed(fd, 5000);
+    long closed = hs_now_ms() - t0;
+    int st = hs_wait_exit(srv, (int)(t0 + 5000 - hs_now_ms()));
+    long exited = hs_now_ms() - t0;
+    fprintf(stderr, "# shutdown_timeout = 1: connection closed after %ld ms, exit after %ld ms\n",
+            closed, exited);
+    if (r == 1)
+        FAIL("the server sent data to a client with half a message during shutdown");
+    if (r < 0)
+        FAIL("the connection holding half a message was not closed within 5 s of SIGTERM");
+    if (closed < 800)
+        FAIL("the connection holding half a message was closed %ld ms after SIGTERM, before "
+             "shutdown_timeout = 1 s", closed);
+    if (st < 0) {
+        hs_dump_output(srv, "no exit");
+        FAIL("echosrv did not exit within 5 s of SIGTERM (shutdown_timeout = 1)");
+    }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        hs_dump_output(srv, "bad exit status");
+        FAIL("echosrv exited with wait status %d after SIGTERM, expected exit 0", st);
+    }
+    if (exited < 800 || exited >= 3000)
+        FAIL("echosrv exited %ld ms after SIGTERM; shutdown_timeout = 1 wants 800 to 3000 ms",
+             exited);
+}
+
+/* 18. shutdown_timeout = 10 is a bound, not a delay: idle connections get a FIN at once and
+ * the server exits within ~2 s even if a client never closes its side. */
+static void test_shutdown_idle(void **state)
+{
+    struct ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start_default(c, "shutdown_timeout = 10\n");
+    int polite = conn(c, hs_addr(srv, 0));
+    int silent = conn(c, hs_addr(srv, 0));
+
+    assert_int_equal(hs_ping(polite, "polite" SEP, IO_MS), 0);
+    assert_int_equal(hs_ping(silent, "silent" SEP, IO_MS), 0);
+    long t0 = hs_now_ms();
+    kill(hs_pid(srv), SIGTERM);
+    if (hs_wait_closed(polite, 1500) != 0)
+        FAIL("an idle connection got no FIN within 1.5 s of SIGTERM");
+    untrack_close(c, polite);           /* answers the FIN, as a real client does */
+    if (hs_wait_closed(silent, 1500) != 0)
+        FAIL("an idle connection got no FIN within 1.5 s of SIGTERM");
+    int st = hs_wait_exit(srv, (int)(t0 + 8000 - hs_now_ms()));
+    long exited = hs_now_ms() - t0;
+    fprintf(stderr, "# idle clients, shutdown_timeout = 10: exit %ld ms after SIGTERM\n", exited);
+    if (st < 0) {
+        hs_dump_output(srv, "no exit");
+        FAIL("echosrv did not exit within 8 s of SIGTERM with only idle clients");
+    }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        hs_dump_output(srv, "bad exit status");
+        FAIL("echosrv exited with wait status %d after SIGTERM, expected exit 0", st);
+    }
+    if (exited >= 3000)
+        FAIL("with only idle clients echosrv took %ld ms to exit after SIGTERM (want < 3000 ms; "
+             "shutdown_timeout = 10 must not be waited out)", exited);
+}
+
+/* Opens N non-blocking connections to ADDR and returns how many completed the handshake
+ * (writable, SO_ERROR 0) within MS; closes them all. */
+static int count_handshakes(struct ctx *c, const char *addr, int n, int ms)
+{
+    int fds[64];
+    int ok = 0;
+
+    assert_true(n <= 64);
+    for (int i = 0; i < n; i++) {
+        fds[i] = track(c, hs_connect_nb(addr));
+        if (fds[i] < 0)
+            FAIL("connect #%d to %s: %s", i, addr, strerror(errno));
+    }
+    long deadline = hs_now_ms() + ms;
+    for (int i = 0; i < n; i++) {
+        struct pollfd pfd = { fds[i], POLLOUT, 0 };
+        int left = (int)(deadline - hs_now_ms());
+        int err = -1;
+        socklen_t el = sizeof err;
+        if (poll(&pfd, 1, left > 0 ? left : 0) == 1 &&
+            getsockopt(fds[i], SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0)
+            ok++;
+    }
+    for (int i = 0; i < n; i++)
+        untrack_close(c, fds[i]);
+    return ok;
+}
+
+/* Starts echosrv with EXTRA such that it cannot accept a single connection: RLIMIT_NOFILE is
+ * the number of fds the same configuration holds when idle (measured on a first run). */
+static struct hs_proc *start_unable_to_accept(struct ctx *c, const char *extra)
+{
+    struct hs_proc *probe = start_default(c, extra);
+    int nfd = hs_proc_fd_count(hs_pid(probe));
+
+    hs_proc_free(probe);
+    assert_true(nfd > 3);
+    return start(c, "127.0.0.1:0", 1, nfd, extra);
+}
+
+/* 19. backlog: with the accept queue never drained, backlog = 4 lets only a few handshakes
+ * complete; the default (1024) lets all of them. */
+static void test_backlog(void **state)
+{
+    enum { N = 40 };
+    struct ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start_unable_to_accept(c, "backlog = 4\n");
+    int small = count_handshakes(c, hs_addr(srv, 0), N, 1000);
+    hs_proc_free(srv);
+
+    srv = start_unable_to_accept(c, "");
+    int dflt = count_handshakes(c, hs_addr(srv, 0), N, 1000);
+    hs_proc_free(srv);
+    fprintf(stderr, "# handshakes completed out of %d with nothing accepted: backlog = 4: %d; "
+            "default backlog: %d\n", N, small, dflt);
+    if (dflt != N)
+        FAIL("default backlog (1024): only %d of %d handshakes completed", dflt, N);
+    if (small > 12)
+        FAIL("backlog = 4: %d of %d handshakes completed (expected at most about 5; at most 12 "
+             "allowed)", small, N);
+    if (small < 1)
+        FAIL("backlog = 4: no handshake completed at all");
+}
+
+/* Pings through ADDR; fails the test naming WHAT if it does not work. */
+static void ping_via(struct ctx *c, const char *addr, const char *what)
+{
+    int fd = hs_connect(addr, IO_MS);
+    char msg[200];
+
+    if (fd < 0)
+        FAIL("bind = :0: cannot connect to %s (%s): %s", addr, what, strerror(errno));
+    track(c, fd);
+    snprintf(msg, sizeof msg, "via %s" SEP, addr);
+    if (hs_ping(fd, msg, IO_MS) < 0)
+        FAIL("bind = :0: no echo through %s (%s)", addr, what);
+    untrack_close(c, fd);
+}
+
+/* 20. bind = :0 listens on every interface, IPv4 and IPv6. */
+static void test_bind_any(void **state)
+{
+    struct ctx *c = begin(state, __func__);
+    bool v6 = hs_have_ipv6_loopback();
+    struct hs_proc *srv = start(c, ":0", 1, 0, "");
+    const char *addr = hs_addr(srv, 0);
+    const char *colon;
+    char target[HS_ADDR_MAX];
+
+    assert_non_null(addr);
+    fprintf(stderr, "# bind = :0 logged as %s\n", addr);
+    if (strncmp(addr, "[::]:", 5) != 0 && (v6 || strncmp(addr, "0.0.0.0:", 8) != 0))
+        FAIL("bind = :0 was logged as '%s', expected [::]:PORT%s", addr,
+             v6 ? "" : " or 0.0.0.0:PORT");
+    colon = strrchr(addr, ':');
+    long port = strtol(colon + 1, NULL, 10);
+    if (port <= 0 || port > 65535)
+        FAIL("bind = :0 was logged as '%s': no port", addr);
+
+    snprintf(target, sizeof target, "127.0.0.1:%ld", port);
+    ping_via(c, target, "IPv4 loopback");
+    if (v6) {
+        snprintf(target, sizeof target, "[::1]:%ld", port);
+        ping_via(c, target, "IPv6 loopback");
+    } else {
+        fprintf(stderr, "# no ::1 in /proc/net/if_inet6: IPv6 part left out\n");
+    }
+}
+
+/* 21. plugin_dir and a plugin path are relative to the INI file's directory. */
+static void test_plugin_relative(void **state)
+{
+    struct ctx *c = begin(state, __func__);
+    const char *pd = hs_env_path("ES_PLUGIN_DIR");
+    char link[512];
+    struct hs_proc *srv;
+    int fd;
+
+    assert_non_null(pd);
+    snprintf(link, sizeof link, "%s/rel", c->dir);
+    if (symlink(pd, link) < 0)
+        FAIL("symlink %s -> %s: %s", link, pd, strerror(errno));
+    if (access("rel", F_OK) == 0)
+        fprintf(stderr, "# note: ./rel exists in the working directory too\n");
+
+    srv = start_ini(c, "reldir.ini", 0,
+                    "[server]\nbind = 127.0.0.1:0\nthreads = 1\nplugin = echo\n"
+                    "plugin_dir = rel\n");
+    fd = conn(c, hs_addr(srv, 0));
+    if (hs_ping(fd, "plugin_dir = rel" SEP, IO_MS) < 0)
+        FAIL("plugin_dir = rel: no echo");
+    untrack_close(c, fd);
+    hs_proc_free(srv);
+
+    srv = start_ini(c, "relpath.ini", 0,
+                    "[server]\nbind = 127.0.0.1:0\nthreads = 1\nplugin = ./rel/echo.so\n");
+    fd = conn(c, hs_addr(srv, 0));
+    if (hs_ping(fd, "plugin = ./rel/echo.so" SEP, IO_MS) < 0)
+        FAIL("plugin = ./rel/echo.so: no echo");
+    untrack_close(c, fd);
+    hs_proc_free(srv);
+}
+
+/* 22. max_message = 1K means 1024 bytes, separator included. */
+static void test_max_message_suffix(void **state)
+{
+    struct ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start_default(c, "max_message = 1K\n");
+    int b = conn(c, hs_addr(srv, 0));
+    int a = conn(c, hs_addr(srv, 0));
+    char frame[1025];
+    char reply[1024];
+    size_t got = 0;
+
+    assert_int_equal(hs_ping(b, "before" SEP, IO_MS), 0);
+    hs_fill_pattern(frame, 1024 - SEPLEN, 9);
+    memcpy(frame + 1024 - SEPLEN, SEP, SEPLEN);
+    if (hs_exchange(a, frame, 1024, reply, 1024, IO_MS, &got) < 0)
+        FAIL("a 1024-byte frame (max_message = 1K) was not echoed: got %zu bytes, %s", got,
+             strerror(errno));
+    assert_true(same_bytes("1024-byte frame", frame, reply, 1024));
+    assert_quiet(a, 100);
+
+    int d = conn(c, hs_addr(srv, 0));
+    hs_fill_pattern(frame, 1025 - SEPLEN, 10);
+    memcpy(frame + 1025 - SEPLEN, SEP, SEPLEN);
+    hs_send_all(d, frame, sizeof frame, IO_MS);     /* may fail once the server resets */
+    int r = hs_wait_closed(d, 3000);
+    if (r == 1)
+        FAIL("a 1025-byte frame (max_message = 1K) was answered instead of refused");
+    if (r < 0)
+        FAIL("a 1025-byte frame (max_message = 1K) did not close the connection within 3 s");
+    assert_int_equal(hs_ping(b, "after" SEP, IO_MS), 0);
+    assert_int_equal(hs_ping(a, "after" SEP, IO_MS), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -976,6 +1374,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigterm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listeners, setup, teardown),
         cmocka_unit_test_setup_teardown(test_emfile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_level, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shutdown_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shutdown_idle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backlog, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bind_any, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plugin_relative, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_message_suffix, setup, teardown),
     };
 
     if (hs_process_init() < 0)
