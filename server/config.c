@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -19,6 +20,7 @@
 #endif
 
 #define MAX_LINE 4096
+#define MAX_SECTION 50 /* inih cuts longer section names */
 
 /* Parsing state shared by the line reader and the handler. */
 typedef struct loader {
@@ -72,7 +74,7 @@ static const struct num_key {
 
 static int parse_long(const char *text, long lo, long hi, long *out)
 {
-    if (*text == '\0' || isspace((unsigned char)*text))
+    if (!isdigit((unsigned char)*text) && !(*text == '-' && isdigit((unsigned char)text[1])))
         return -1;
     errno = 0;
     char *end;
@@ -114,6 +116,27 @@ static char *path_join(const char *dir, const char *rel)
     if (asprintf(&out, "%s/%s", dir, rel) < 0)
         return NULL;
     return out;
+}
+
+/* Relative unix socket paths resolve against the INI file's directory, like
+ * every other path in the file. */
+static int bind_resolve_paths(const char *dir, addr *list, size_t n, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct sockaddr_un *sun = (struct sockaddr_un *)&list[i].ss;
+        if (sun->sun_family != AF_UNIX || sun->sun_path[0] == '/')
+            continue;
+        char path[sizeof sun->sun_path + 1];
+        int len = snprintf(path, sizeof path, "%s/%s", dir, sun->sun_path);
+        if (len < 0 || (size_t)len >= sizeof sun->sun_path) {
+            snprintf(err, errlen, "unix socket path '%s/%s' longer than %zu bytes", dir,
+                     sun->sun_path, sizeof sun->sun_path - 1);
+            return -1;
+        }
+        memcpy(sun->sun_path, path, (size_t)len + 1);
+        list[i].len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)len + 1);
+    }
+    return 0;
 }
 
 static int set_string(char **field, const char *value)
@@ -164,6 +187,11 @@ static void server_key(loader *ld, const char *key, const char *value)
         addr *list;
         size_t n;
         if (addr_parse_list(value, &list, &n, err, sizeof err) < 0) {
+            fail_at(ld, line, "bind: %s", err);
+            return;
+        }
+        if (bind_resolve_paths(cfg->dir, list, n, err, sizeof err) < 0) {
+            free(list);
             fail_at(ld, line, "bind: %s", err);
             return;
         }
@@ -273,7 +301,14 @@ static int on_key(void *user, const char *section, const char *key, const char *
     loader *ld = user;
     char unquoted[MAX_LINE];
     size_t n = strlen(value);
-    if (n >= 2 && value[0] == '"' && value[n - 1] == '"' && n - 2 < sizeof unquoted) {
+    if (n >= 1 && value[0] == '"') {
+        if (n < 2 || value[n - 1] != '"') {
+            /* inih has already cut the value at " ;", quotes or not. */
+            fail_at(ld, ld->lineno,
+                    "%s: unterminated quote (note: ';' after a space starts a comment, "
+                    "even inside quotes; write it as \\x3b)", key);
+            return 0;
+        }
         memcpy(unquoted, value + 1, n - 2);
         unquoted[n - 2] = '\0';
         value = unquoted;
@@ -293,10 +328,19 @@ static void on_section(loader *ld, const char *p)
     const char *end = strchr(p, ']');
     if (end == NULL)
         return; /* inih reports the syntax error */
-    char name[256];
+    char name[MAX_SECTION];
     size_t n = (size_t)(end - p - 1);
     if (n == 0 || n >= sizeof name) {
-        fail_at(ld, ld->lineno, "bad section name");
+        fail_at(ld, ld->lineno, n == 0 ? "empty section name"
+                                       : "section name longer than %d characters",
+                MAX_SECTION - 1);
+        return;
+    }
+    const char *rest = end + 1;
+    while (*rest == ' ' || *rest == '\t' || *rest == '\r' || *rest == '\n')
+        rest++;
+    if (*rest != '\0' && *rest != ';' && *rest != '#') {
+        fail_at(ld, ld->lineno, "unexpected text after [%.*s]", (int)n, p + 1);
         return;
     }
     memcpy(name, p + 1, n);

@@ -96,15 +96,20 @@ void conn_destroy(es_conn *c)
     atomic_fetch_sub_explicit(&w->srv->nconns, 1, memory_order_relaxed);
 }
 
-static void conn_set_events(es_conn *c, uint32_t want)
+/* Register the events c waits for. Returns 0, or -1 when epoll refused
+ * (c is then left for the caller to destroy: it could hang otherwise). */
+static int conn_set_events(es_conn *c, uint32_t want)
 {
     if (want == c->events)
-        return;
+        return 0;
     struct epoll_event ev = {.events = want, .data.ptr = c};
-    if (epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
-        c->events = want;
-    else
-        log_error("epoll_ctl on connection from %s: %s", peer_name(c), strerror(errno));
+    if (epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
+        log_error("epoll_ctl on the connection from %s: %s: closing it", peer_name(c),
+                  strerror(errno));
+        return -1;
+    }
+    c->events = want;
+    return 0;
 }
 
 /* We are done: send FIN and wait (bounded) for the peer's, discarding
@@ -120,10 +125,12 @@ static void conn_linger(es_conn *c)
     shutdown(c->fd, SHUT_WR);
     conn_list_remove(&w->active, c);
     c->flags |= CF_LINGER;
+    c->flags &= (uint8_t)~CF_PAUSED;
     c->last_active = w->now;
     conn_list_append(&w->linger, c);
     buf_free(&c->in);
-    conn_set_events(c, EPOLLIN);
+    if (conn_set_events(c, EPOLLIN) < 0)
+        conn_destroy(c);
 }
 
 static int conn_is_quiet(const es_conn *c)
@@ -209,7 +216,10 @@ static int conn_flush(es_conn *c)
         want |= EPOLLOUT;
     if (!(c->flags & (CF_PAUSED | CF_CLOSING | CF_EOF)))
         want |= EPOLLIN;
-    conn_set_events(c, want);
+    if (conn_set_events(c, want) < 0) {
+        conn_destroy(c);
+        return -1;
+    }
     return 0;
 }
 
@@ -322,6 +332,11 @@ static int conn_read(es_conn *c)
 
 void conn_event(es_conn *c, uint32_t events)
 {
+    if (c->flags & CF_LINGER) {
+        /* Only the peer's FIN (or an error) is awaited: consume input. */
+        conn_read(c);
+        return;
+    }
     if (events & EPOLLOUT) {
         if (conn_flush(c) < 0)
             return;

@@ -49,6 +49,16 @@ static void print_at(const config *cfg, int line, const char *msg)
         fprintf(stderr, "%s: %s\n", cfg->path, msg);
 }
 
+/* Drain: workers drop the listeners, which are then closed (new
+ * connections are refused from here on). */
+static void stop_accepting(server *srv)
+{
+    worker_stop_all(srv, 1);
+    worker_wait_released(srv);
+    for (size_t i = 0; i < srv->nlisteners; i++)
+        listener_close(&srv->listeners[i]);
+}
+
 static int load_plugin(const config *cfg, plugin *p, const es_host *host)
 {
     char err[1024];
@@ -103,16 +113,6 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    /* Signals are taken from a signalfd; block them before any thread
-     * exists so that every thread inherits the mask. */
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &mask, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
     config cfg;
     char err[1024];
     int status = 1;
@@ -143,6 +143,15 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    /* Signals are taken from a signalfd; block them before any worker
+     * exists so that every thread inherits the mask. */
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
     sfd = signalfd(-1, &mask, SFD_CLOEXEC);
     srv.donefd = eventfd(0, EFD_CLOEXEC);
     if (sfd < 0 || srv.donefd < 0) {
@@ -170,53 +179,43 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < srv.nlisteners; i++)
         log_msg(ES_LOG_INFO | LOG_ALWAYS, "listening on %s", srv.listeners[i].name);
 
-    int level = 0;
-    while (level < 2) {
-        struct signalfd_siginfo si;
-        ssize_t n = read(sfd, &si, sizeof si);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n != (ssize_t)sizeof si) {
-            log_error("signalfd: %s", n < 0 ? strerror(errno) : "short read");
-            break;
-        }
-        if (si.ssi_signo == SIGHUP) {
-            log_warn("SIGHUP: configuration reload is not supported yet; ignored");
-            continue;
-        }
-        level++;
-        if (level == 1) {
-            log_info("%s: shutting down (up to %ld s for replies in flight)",
-                     strsignal((int)si.ssi_signo), cfg.shutdown_timeout);
-            worker_stop_all(&srv, 1);
-            /* New connections are refused from here on. */
-            worker_wait_released(&srv);
-            for (size_t i = 0; i < srv.nlisteners; i++)
-                listener_close(&srv.listeners[i]);
-            break;
-        }
-    }
-    /* Wait for the workers; a second signal cuts the drain short. */
-    for (int done = 0; level > 0 && done < srv.nworkers;) {
+    /* Signals and worker exits, until every worker has ended. The first
+     * SIGTERM/SIGINT drains, a second closes everything at once. */
+    int level = 0, failed = 0;
+    for (int done = 0; done < srv.nworkers;) {
         struct pollfd pfd[2] = {{.fd = sfd, .events = POLLIN}, {.fd = srv.donefd, .events = POLLIN}};
         if (poll(pfd, 2, -1) < 0) {
             if (errno == EINTR)
                 continue;
-            log_error("poll: %s", strerror(errno));
+            log_error("poll: %s: stopping", strerror(errno));
+            failed = 1;
             break;
         }
-        if (pfd[0].revents & POLLIN) {
-            struct signalfd_siginfo si;
-            if (read(sfd, &si, sizeof si) == (ssize_t)sizeof si && si.ssi_signo != SIGHUP) {
+        struct signalfd_siginfo si;
+        if ((pfd[0].revents & POLLIN) && read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+            if (si.ssi_signo == SIGHUP) {
+                log_warn("SIGHUP: configuration reload is not supported yet; ignored");
+            } else if (level++ == 0) {
+                log_info("%s: shutting down (up to %ld s for replies in flight)",
+                         strsignal((int)si.ssi_signo), cfg.shutdown_timeout);
+                stop_accepting(&srv);
+            } else {
                 log_warn("%s again: closing every connection now", strsignal((int)si.ssi_signo));
                 worker_stop_all(&srv, 2);
             }
         }
         uint64_t v;
-        if ((pfd[1].revents & POLLIN) && read(srv.donefd, &v, sizeof v) == (ssize_t)sizeof v)
+        if ((pfd[1].revents & POLLIN) && read(srv.donefd, &v, sizeof v) == (ssize_t)sizeof v) {
             done += (int)v;
+            if (level == 0) {
+                log_error("a worker thread stopped unexpectedly: shutting down");
+                failed = 1;
+                level = 1;
+                stop_accepting(&srv);
+            }
+        }
     }
-    status = 0;
+    status = failed;
 out:
     if (srv.workers != NULL) {
         worker_stop_all(&srv, 2);

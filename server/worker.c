@@ -1,6 +1,7 @@
 /* worker.c - the worker pool: one epoll loop per thread that accepts and serves its connections. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,8 +30,13 @@ static int listeners_add(worker *w)
     for (size_t i = 0; i < srv->nlisteners; i++) {
         struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE,
                                  .data.ptr = &srv->listeners[i]};
-        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, srv->listeners[i].fd, &ev) < 0)
+        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, srv->listeners[i].fd, &ev) < 0) {
+            int e = errno;
+            while (i-- > 0)
+                epoll_ctl(w->epfd, EPOLL_CTL_DEL, srv->listeners[i].fd, NULL);
+            errno = e;
             return -1;
+        }
     }
     w->accepting = 1;
     return 0;
@@ -152,8 +158,12 @@ static int worker_timers(worker *w)
     if (!w->accepting && !w->draining && w->accept_resume != 0) {
         if (w->now >= w->accept_resume) {
             w->accept_resume = 0;
-            if (listeners_add(w) < 0)
-                log_error("cannot resume accepting: %s", strerror(errno));
+            if (listeners_add(w) < 0) {
+                log_error("cannot resume accepting: %s: trying again in %d ms", strerror(errno),
+                          ACCEPT_PAUSE_MS);
+                w->accept_resume = w->now + ACCEPT_PAUSE_MS;
+                next = w->accept_resume;
+            }
         } else if (w->accept_resume < next) {
             next = w->accept_resume;
         }
@@ -170,7 +180,9 @@ static int worker_timers(worker *w)
     }
     if (next == UINT64_MAX)
         return -1;
-    return next <= w->now ? 0 : (int)(next - w->now);
+    if (next <= w->now)
+        return 0;
+    return next - w->now > INT_MAX ? INT_MAX : (int)(next - w->now);
 }
 
 static void *worker_main(void *arg)
@@ -191,6 +203,7 @@ static void *worker_main(void *arg)
             break;
         }
         w->now = now_ms();
+        int woken = 0;
         for (int i = 0; i < n; i++) {
             uint8_t kind = *(uint8_t *)evs[i].data.ptr;
             if (kind == SRC_CONN) {
@@ -202,12 +215,17 @@ static void *worker_main(void *arg)
                 uint64_t v;
                 ssize_t r = read(w->wakefd, &v, sizeof v);
                 (void)r;
-                int level = atomic_load(&srv->stopping);
-                if (level >= 1 && !w->draining)
-                    worker_drain_start(w);
-                if (level >= 2)
-                    worker_close_all(w);
+                woken = 1;
             }
+        }
+        /* Acted on only after the batch: draining or closing connections
+         * here would free some whose events are still in evs[]. */
+        if (woken) {
+            int level = atomic_load(&srv->stopping);
+            if (level >= 1 && !w->draining)
+                worker_drain_start(w);
+            if (level >= 2)
+                worker_close_all(w);
         }
     }
     if (!w->draining)

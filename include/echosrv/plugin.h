@@ -113,7 +113,8 @@ typedef struct es_host {
     void (*close)(es_conn *c);
 
     /* Log a line (no newline needed) at the given level, prefixed with the
-     * plugin's name. Any thread. */
+     * plugin's name and the connection's peer. With c == NULL: any thread;
+     * with a connection: its owning worker only. */
     void (*log)(const es_conn *c, enum es_log_level level, const char *fmt, ...)
         ES_PRINTF(3, 4);
 
