@@ -1324,6 +1324,50 @@ static void test_plugin_relative(void **state)
     hs_proc_free(srv);
 }
 
+/* 23. A connection that closes (QUIT) while paused for backpressure, with input still coming,
+ * lingers without spinning the worker. */
+static void test_close_while_paused(void **state)
+{
+    enum { BIG = 8 * 1024 * 1024 };
+    struct ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start_default(c, "");
+    int fd = conn(c, hs_addr(srv, 0));
+    char *big = malloc(BIG);
+    assert_non_null(big);
+    hs_fill_pattern(big, BIG, 2301);
+    /* The 8 MiB reply is queued unread (the server stops reading this connection), QUIT
+     * arrives with the end of the message, and one more request behind them. */
+    if (hs_send_all(fd, big, BIG, IO_MS) < 0)
+        FAIL("cannot send 8 MiB: %s", strerror(errno));
+    static const char tail[] = "\r\n\r\nQUIT\r\n\r\n";
+    if (hs_send_all(fd, tail, sizeof tail - 1, IO_MS) < 0)
+        FAIL("cannot send QUIT: %s", strerror(errno));
+    if (hs_recv_exact(fd, big, 1, IO_MS) != 1) /* the reply has begun: both were handled */
+        FAIL("no reply to the 8 MiB message: %s", strerror(errno));
+    if (hs_send_all(fd, "more\r\n\r\n", 8, IO_MS) < 0)
+        FAIL("cannot send the last request: %s", strerror(errno));
+    /* Read the reply and QUIT's until the server closes its side. */
+    size_t want = BIG + 2 * SEPLEN + 4 - 1, got = 0;
+    for (;;) {
+        ssize_t n = hs_recv_exact(fd, big, BIG, IO_MS);
+        if (n < 0)
+            FAIL("reading the replies: %s", strerror(errno));
+        got += (size_t)n;
+        if ((size_t)n < BIG)
+            break;
+    }
+    if (got != want)
+        FAIL("got %zu reply bytes before the close, expected %zu", got, want);
+    free(big);
+    /* The server now waits for our FIN (up to 2 s): that wait must cost nothing. */
+    double cpu0 = hs_proc_cpu_seconds(hs_pid(srv));
+    hs_sleep_ms(1000);
+    double cpu1 = hs_proc_cpu_seconds(hs_pid(srv));
+    fprintf(stderr, "# server CPU in the second after the close: %.2f s\n", cpu1 - cpu0);
+    if (cpu1 - cpu0 > 0.3)
+        FAIL("the server used %.2f s of CPU in 1 s while the connection lingered", cpu1 - cpu0);
+}
+
 /* 22. max_message = 1K means 1024 bytes, separator included. */
 static void test_max_message_suffix(void **state)
 {
@@ -1382,6 +1426,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bind_any, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_relative, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_message_suffix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_while_paused, setup, teardown),
     };
 
     if (hs_process_init() < 0)
