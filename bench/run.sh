@@ -10,6 +10,8 @@
 #   IDLE_CONNS [10000] (0 skips the memory part)   LOADGEN_THREADS [1]
 #   BASELINE_ONLY [0] 1: measure the baseline alone   START_TIMEOUT [10] seconds
 #   SERVER_CPUS, LOADGEN_CPUS [unset] taskset CPU lists to pin the servers / loadgen (e.g. 0 and 1)
+#   ECHOCLI [../client/echocli]   CLIENT_POINTS ["256x64x1 256x64x16"] points of the last section,
+#   `echocli bench` against loadgen on the same echosrv (empty skips it; so does BASELINE_ONLY=1)
 set -u -o pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,6 +30,8 @@ BASELINE_ONLY=${BASELINE_ONLY:-0}
 START_TIMEOUT=${START_TIMEOUT:-10}
 SERVER_CPUS=${SERVER_CPUS:-}
 LOADGEN_CPUS=${LOADGEN_CPUS:-}
+ECHOCLI=$(realpath -m "${ECHOCLI:-$here/../client/echocli}")
+CLIENT_POINTS=${CLIENT_POINTS-"256x64x1 256x64x16"}
 SERVER_PIN=() LOADGEN_PIN=()    # taskset execs the program: the PID stays the server's own
 [[ -n $SERVER_CPUS ]] && SERVER_PIN=(taskset -c "$SERVER_CPUS")
 [[ -n $LOADGEN_CPUS ]] && LOADGEN_PIN=(taskset -c "$LOADGEN_CPUS")
@@ -181,8 +185,12 @@ if [[ $BASELINE_ONLY != 1 ]]; then
     [[ -x $ECHOSRV ]] || die "$ECHOSRV not found (run make, set ECHOSRV=, or BASELINE_ONLY=1)"
     SERVERS=(baseline echosrv)
     write_ini
+    if [[ -n $CLIENT_POINTS ]]; then
+        [[ -x $ECHOCLI ]] || die "$ECHOCLI not found (run make, set ECHOCLI=, or CLIENT_POINTS=)"
+    fi
 else
     SERVERS=(baseline)
+    CLIENT_POINTS=""
 fi
 
 echo "machine: nproc=$(nproc) kernel=$(uname -r) $(uname -m); $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
@@ -311,8 +319,118 @@ if (( IDLE_CONNS > 0 )); then
     echo
 fi
 
+# --- the client's own overhead: echocli bench against loadgen --------------------------------
+# Both drive the same echosrv at the same points, alternately. A client's CPU is read from the
+# shell's `times` (getrusage(RUSAGE_CHILDREN): utime + stime of the children it has reaped) right
+# before the client starts and right after `wait` reaps it: nothing else is reaped in between
+# (the server runs on, and no command substitution runs there), so the difference is that one
+# process's CPU, all threads, exact to the millisecond that `times` prints.
+# times_us "XmY.YYYs XmZ.ZZZs" -> microseconds of user + system.
+times_us() {
+    awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); s += a[1] * 60 + a[2] } printf "%.0f\n", s * 1e6 }' <<< "$1"
+}
+# csv_field NAME FILE: column NAME of the row under the header of an `echocli bench --csv` output.
+csv_field() { awk -F, -v k="$1" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == k) c = i } NR == 2 && c { print $c }' "$2"; }
+
+# measure_client TOOL PORT CONNS SIZE PIPELINE: sets MEASURED to "rate p50 p99 cpu_us_per_req rc".
+measure_client() {
+    local tool=$1 port=$2 c=$3 s=$4 p=$5 before after cpid rc reqs rate p50 p99 out
+    times > "$tmp/times.before"     # a builtin in this shell: $(times) would run in a subshell
+    if [[ $tool == loadgen ]]; then
+        "${LOADGEN_PIN[@]}" "$LOADGEN" -a "127.0.0.1:$port" -c "$c" -s "$s" -P "$p" -d "$DURATION" \
+            -T "$LOADGEN_THREADS" > "$tmp/client.out" 2> "$tmp/client.err" < /dev/null &
+    else
+        "${LOADGEN_PIN[@]}" "$ECHOCLI" bench -a "127.0.0.1:$port" -c "$c" -s "$s" -P "$p" -d "$DURATION" \
+            -T "$LOADGEN_THREADS" --csv > "$tmp/client.out" 2> "$tmp/client.err" < /dev/null &
+    fi
+    cpid=$!
+    PIDS+=("$cpid")
+    wait "$cpid"
+    rc=$?
+    times > "$tmp/times.after"
+    stop_pid "$cpid"
+    before=$(sed -n 2p "$tmp/times.before")
+    after=$(sed -n 2p "$tmp/times.after")
+    if (( rc != 0 )); then
+        echo "run.sh: $tool failed (exit $rc): $(< "$tmp/client.out")" >&2
+        sed 's/^/    /' "$tmp/client.err" >&2
+    fi
+    if [[ $tool == loadgen ]]; then
+        out=$(< "$tmp/client.out")
+        reqs=$(field total_msgs "$out") rate=$(field rate "$out")
+        p50=$(field p50_us "$out") p99=$(field p99_us "$out")
+    else
+        reqs=$(csv_field requests "$tmp/client.out") rate=$(csv_field rate "$tmp/client.out")
+        p50=$(csv_field p50_us "$tmp/client.out") p99=$(csv_field p99_us "$tmp/client.out")
+    fi
+    [[ -n $reqs ]] || return 1
+    MEASURED=$(awk -v r="$rate" -v p50="$p50" -v p99="$p99" -v t=$(( $(times_us "$after") - $(times_us "$before") )) \
+        -v m="$reqs" -v rc="$rc" 'BEGIN { printf "%.0f %s %s %.3f %s\n", r, p50, p99, (m > 0 ? t / m : 0), rc }')
+}
+
+declare -A CMED_CPU CMED_RATE
+if [[ -n $CLIENT_POINTS ]]; then
+    CLIENTS=(loadgen echocli)
+    echo "client overhead: echocli bench against loadgen, alternately, on one echosrv (threads=$THREADS);" \
+         "-d $DURATION -T $LOADGEN_THREADS for both"
+    echo "cpu/req = the client's own utime+stime (getrusage of the reaped child, via bash 'times') / requests it completed"
+    start_server echosrv || exit 1
+    cpid_srv=$SRV_PID
+    total=$(( $(wc -w <<< "$CLIENT_POINTS") * ROUNDS * 2 ))
+    n=0
+    for point in $CLIENT_POINTS; do
+        IFS=x read -r c s p <<< "$point"
+        for ((r = 1; r <= ROUNDS; r++)); do
+            for tool in "${CLIENTS[@]}"; do
+                n=$((n + 1))
+                if ! kill -0 "$cpid_srv" 2>/dev/null; then
+                    echo "run.sh: echosrv (pid $cpid_srv) died; the end of its log:" >&2
+                    tail -5 "$SRV_LOG" | sed 's/^/    /' >&2
+                    stop_pid "$cpid_srv"
+                    FAILED=1
+                    start_server echosrv || exit 1
+                    cpid_srv=$SRV_PID
+                fi
+                measure_client "$tool" "$SRV_PORT" "$c" "$s" "$p" || MEASURED="0 0 0 0 1"
+                RES[$tool,$point,$r]=$MEASURED
+                read -r rate p50 p99 cpu rc <<< "$MEASURED"
+                (( rc == 0 )) || FAILED=1
+                printf '[%d/%d] %-12s %-8s round %d: rate=%s p50_us=%s p99_us=%s cpu_us/req=%s%s\n' \
+                    "$n" "$total" "$point" "$tool" "$r" "$rate" "$p50" "$p99" "$cpu" \
+                    "$( (( rc == 0 )) || echo ' ERRORS')" >&2
+            done
+        done
+    done
+    stop_pid "$cpid_srv"
+    printf '%-24s %-9s %12s %8s %8s %11s  %s\n' "conns x size x pipeline" client "rate req/s" p50_us p99_us cpu_us/req "(cpu min..max)"
+    for point in $CLIENT_POINTS; do
+        IFS=x read -r c s p <<< "$point"
+        label="$c x $(human_size "$s") x $p"
+        for tool in "${CLIENTS[@]}"; do
+            rates=() p50s=() p99s=() cpus=() bad=""
+            for ((r = 1; r <= ROUNDS; r++)); do
+                read -r rate p50 p99 cpu rc <<< "${RES[$tool,$point,$r]}"
+                rates+=("$rate"); p50s+=("$p50"); p99s+=("$p99"); cpus+=("$cpu")
+                (( rc == 0 )) || bad=" ERRORS"
+            done
+            CMED_CPU[$tool,$point]=$(median "${cpus[@]}")
+            CMED_RATE[$tool,$point]=$(median "${rates[@]}")
+            printf '%-24s %-9s %12.0f %8s %8s %11.3f  (%s)%s\n' "$label" "$tool" "${CMED_RATE[$tool,$point]}" \
+                "$(median "${p50s[@]}")" "$(median "${p99s[@]}")" "${CMED_CPU[$tool,$point]}" \
+                "$(minmax "${cpus[@]}")" "$bad"
+            label=""
+        done
+        printf '%-24s %-9s rate %s, cpu/req %s (echocli / loadgen)\n' "" "ratio" \
+            "$(ratio "${CMED_RATE[echocli,$point]}" "${CMED_RATE[loadgen,$point]}")" \
+            "$(ratio "${CMED_CPU[echocli,$point]}" "${CMED_CPU[loadgen,$point]}")"
+    done
+    echo
+fi
+
 cpu_ratio() { ratio "${MED_CPU[echosrv,$1]:-}" "${MED_CPU[baseline,$1]:-}"; }
+client_ratio() { ratio "${CMED_CPU[echocli,$1]:-}" "${CMED_CPU[loadgen,$1]:-}"; }
 echo "summary: cpu/msg ratio at 256x64: $(cpu_ratio 256x64x1), at 1024x64: $(cpu_ratio 1024x64x1);" \
-     "idle conn: echosrv ${IDLE_B[echosrv]:-n/a} B, baseline ${IDLE_B[baseline]:-n/a} B"
+     "idle conn: echosrv ${IDLE_B[echosrv]:-n/a} B, baseline ${IDLE_B[baseline]:-n/a} B;" \
+     "client cpu/req echocli/loadgen at 256x64: $(client_ratio 256x64x1), at 256x64x16: $(client_ratio 256x64x16)"
 (( FAILED == 0 )) || { echo "run.sh: some measurements had errors (see above)" >&2; exit 1; }
 exit 0
