@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "common.h"
 
 #define BUF_SIZE (64 * 1024)
@@ -161,35 +162,36 @@ static int listener_accept(int lfd)
 /* Bind and listen on spec; the actual address goes to name. Returns the fd, or -1 with err set. */
 static int listener_open(const char *spec, char *name, size_t namelen, char *err, size_t errlen)
 {
-    struct sockaddr_storage ss;
-    socklen_t len;
+    addr a;
     int fd;
-    static const int one = 1;
+    static const int one = 1, zero = 0;
 
-    if (bench_addr_parse(spec, 1, &ss, &len, err, errlen) < 0)
+    if (addr_parse(spec, &a, err, errlen) < 0)
         return -1;
-    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    fd = socket(a.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
         return -1;
     }
-    if (ss.ss_family != AF_UNIX)
+    if (a.ss.ss_family != AF_UNIX)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, BACKLOG) < 0) {
+    if (a.any)                  /* ":PORT": dual-stack, as echosrv does */
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    if (bind(fd, (struct sockaddr *)&a.ss, a.len) < 0 || listen(fd, BACKLOG) < 0) {
         snprintf(err, errlen, "%s: %s", spec, strerror(errno));
         close(fd);
         return -1;
     }
-    len = sizeof(ss);
-    if (ss.ss_family != AF_UNIX)
-        getsockname(fd, (struct sockaddr *)&ss, &len);
-    bench_addr_format(&ss, name, namelen);
+    a.len = sizeof(a.ss);
+    if (a.ss.ss_family != AF_UNIX)
+        getsockname(fd, (struct sockaddr *)&a.ss, &a.len);
+    addr_format((struct sockaddr *)&a.ss, a.len, name, namelen);
     return fd;
 }
 
 int main(int argc, char **argv)
 {
-    const char *addr = NULL;
+    const char *addr_text = NULL;
     char err[512], name[300];
     struct epoll_event evs[MAX_EVENTS], ev;
     sigset_t mask;
@@ -199,7 +201,7 @@ int main(int argc, char **argv)
     while ((opt = getopt(argc, argv, "a:h")) != -1) {
         switch (opt) {
         case 'a':
-            addr = optarg;
+            addr_text = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -209,7 +211,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (addr == NULL || optind != argc) {
+    if (addr_text == NULL || optind != argc) {
         usage(stderr);
         return 2;
     }
@@ -229,7 +231,7 @@ int main(int argc, char **argv)
     ev.data.fd = sfd;
     epoll_ctl(g_epfd, EPOLL_CTL_ADD, sfd, &ev);
 
-    lfd = listener_open(addr, name, sizeof(name), err, sizeof(err));
+    lfd = listener_open(addr_text, name, sizeof(name), err, sizeof(err));
     if (lfd < 0) {
         fprintf(stderr, "baseline: %s\n", err);
         return 1;
@@ -287,8 +289,8 @@ int main(int argc, char **argv)
         if (g_pend[fd].open)
             conn_close((int)fd);
     close(lfd);
-    if (strncmp(addr, "unix:", 5) == 0)
-        unlink(addr + 5);
+    if (strncmp(addr_text, "unix:", 5) == 0)
+        unlink(addr_text + 5);
     free(g_pend);
     return 0;
 }

@@ -5,7 +5,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -23,7 +22,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "common.h"
+#include "hist.h"
 
 #define SEP_LEN 4
 #define PAT_LEN 65521u          /* prime, so repeats never line up with power-of-two chunks */
@@ -33,19 +34,12 @@
 #define CONNECT_WINDOW 256      /* connects in progress at once per thread */
 #define MAX_DIAG 10             /* error details printed on stderr */
 
-/* Log-linear histogram of microseconds: exact below 256, then 128 sub-buckets per power of two. */
-#define H_SUB_BITS 7
-#define H_SUB (1u << H_SUB_BITS)
-#define H_MAX_SHIFT 40
-#define H_BUCKETS (2 * H_SUB + H_MAX_SHIFT * H_SUB)
-
 enum { C_CONNECTING, C_RUNNING, C_DEAD };
 enum { E_CONNECT, E_CLOSED, E_MISMATCH, E_TIMEOUT, E_KINDS };
 static const char *const err_names[E_KINDS] = { "connect", "closed", "mismatch", "timeout" };
 
 struct opts {
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
+    addr addr;
     const char *addr_text;
     unsigned conns, threads, pipeline, idle;
     size_t size;                /* message body, without the separator */
@@ -79,8 +73,8 @@ struct worker {
     uint64_t inflight;          /* started and not fully echoed */
     uint64_t t_warm, t_end, t_stop, last_progress;
     /* results */
-    uint64_t hist[H_BUCKETS];
-    uint64_t count, max_us, total, last_done;
+    hist lat;                   /* microseconds, of the replies completed after the warm-up */
+    uint64_t total, last_done;
     uint64_t errors[E_KINDS];
 };
 
@@ -153,50 +147,6 @@ static size_t msg_offset(uint32_t id, uint64_t seq)
     return (size_t)(splitmix64(((uint64_t)id << 40) ^ seq) % PAT_LEN);
 }
 
-static unsigned hist_index(uint64_t v)
-{
-    unsigned shift;
-
-    if (v < 2 * H_SUB)
-        return (unsigned)v;
-    shift = (unsigned)(63 - __builtin_clzll(v)) - H_SUB_BITS;
-    if (shift > H_MAX_SHIFT)
-        return H_BUCKETS - 1;
-    return 2 * H_SUB + (shift - 1) * H_SUB + (unsigned)((v >> shift) - H_SUB);
-}
-
-/* Highest value that falls in bucket idx. */
-static uint64_t hist_value(unsigned idx)
-{
-    unsigned shift;
-    uint64_t sub;
-
-    if (idx < 2 * H_SUB)
-        return idx;
-    shift = (idx - 2 * H_SUB) / H_SUB + 1;
-    sub = (idx - 2 * H_SUB) % H_SUB + H_SUB;
-    return ((sub + 1) << shift) - 1;
-}
-
-static uint64_t hist_percentile(const uint64_t *hist, uint64_t count, uint64_t max, double p)
-{
-    uint64_t target = (uint64_t)ceil(p / 100.0 * (double)count), seen = 0;
-
-    if (count == 0)
-        return 0;
-    if (target == 0)
-        target = 1;
-    for (unsigned i = 0; i < H_BUCKETS; i++) {
-        seen += hist[i];
-        if (seen >= target) {
-            uint64_t v = hist_value(i);
-
-            return v < max ? v : max;
-        }
-    }
-    return max;
-}
-
 static uint64_t conn_inflight(const struct conn *c)
 {
     return c->wseq - c->rseq + (c->wpos > 0);
@@ -218,15 +168,10 @@ static void conn_fail(struct worker *w, struct conn *c, int kind)
 
 static void record(struct worker *w, uint64_t lat_ns, uint64_t t)
 {
-    uint64_t us = lat_ns / 1000;
-
     w->total++;
     if (t < w->t_warm || t >= w->t_end)
         return;
-    w->hist[hist_index(us)]++;
-    w->count++;
-    if (us > w->max_us)
-        w->max_us = us;
+    hist_add(&w->lat, lat_ns / 1000);
     w->last_done = t;
 }
 
@@ -310,8 +255,10 @@ static int conn_verify(struct worker *w, struct conn *c, const char *p, size_t n
     return 0;
 }
 
-/* Read until the socket is drained (edge-triggered). Returns 0 or -1 (connection gone). */
-static int conn_read(struct worker *w, struct conn *c)
+/* Read until the socket is drained (edge-triggered): a short read says so, unless the event
+ * also reported the peer's close (hup), which only a read of 0 shows, since no new edge will
+ * come for it. Returns 0 or -1 (connection gone). */
+static int conn_read(struct worker *w, struct conn *c, int hup)
 {
     for (;;) {
         ssize_t n = read(c->fd, w->rbuf, RBUF_SIZE);
@@ -319,7 +266,7 @@ static int conn_read(struct worker *w, struct conn *c)
         if (n > 0) {
             if (conn_verify(w, c, w->rbuf, (size_t)n) < 0)
                 return -1;
-            if (n < RBUF_SIZE)
+            if (n < RBUF_SIZE && !hup)
                 return 0;       /* drained: a later arrival raises a new edge */
             continue;
         }
@@ -418,7 +365,8 @@ static void conn_event(struct worker *w, struct conn *c, uint32_t ev)
 {
     if (c->state != C_RUNNING)
         return;
-    if ((ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) && conn_read(w, c) < 0)
+    if ((ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) &&
+        conn_read(w, c, (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) < 0)
         return;
     conn_write(w, c);
 }
@@ -428,13 +376,13 @@ static int conn_connect(struct worker *w, struct conn *c)
 {
     static const int one = 1;
     struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c };
-    int unix_sock = g_opt.addr.ss_family == AF_UNIX;
+    int unix_sock = g_opt.addr.ss.ss_family == AF_UNIX;
     int rc;
 
     c->tconnect = bench_now_ns();
     c->state = C_CONNECTING;
     /* A non-blocking AF_UNIX connect fails with EAGAIN when the backlog is full: block instead. */
-    c->fd = socket(g_opt.addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | (unix_sock ? 0 : SOCK_NONBLOCK), 0);
+    c->fd = socket(g_opt.addr.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | (unix_sock ? 0 : SOCK_NONBLOCK), 0);
     if (c->fd < 0) {
         diag("socket: %s", strerror(errno));
         conn_fail(w, c, E_CONNECT);
@@ -443,7 +391,7 @@ static int conn_connect(struct worker *w, struct conn *c)
     if (!unix_sock)
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     do
-        rc = connect(c->fd, (struct sockaddr *)&g_opt.addr, g_opt.addrlen);
+        rc = connect(c->fd, (struct sockaddr *)&g_opt.addr.ss, g_opt.addr.len);
     while (rc < 0 && errno == EINTR && unix_sock);
     if (rc < 0 && errno != EINPROGRESS) {
         diag("connect %s: %s", g_opt.addr_text, strerror(errno));
@@ -636,7 +584,7 @@ static int parse_opts(int argc, char **argv)
         switch (opt) {
         case 'a':
             g_opt.addr_text = optarg;
-            if (bench_addr_parse(optarg, 0, &g_opt.addr, &g_opt.addrlen, err, sizeof(err)) < 0) {
+            if (addr_parse(optarg, &g_opt.addr, err, sizeof(err)) < 0) {
                 fprintf(stderr, "loadgen: %s\n", err);
                 return -1;
             }
@@ -805,7 +753,8 @@ int main(int argc, char **argv)
 {
     struct worker *workers;
     struct conn *conns;
-    uint64_t *slots, *hist, count = 0, max_us = 0, total = 0, errors = 0, kinds[E_KINDS] = { 0 };
+    uint64_t *slots, total = 0, errors = 0, kinds[E_KINDS] = { 0 };
+    hist *lat;
     double secs = 0;
     struct sigaction sa;
 
@@ -826,8 +775,8 @@ int main(int argc, char **argv)
     workers = calloc(g_opt.threads, sizeof(*workers));
     conns = calloc(g_opt.conns, sizeof(*conns));
     slots = calloc((size_t)g_opt.conns * g_opt.pipeline, sizeof(*slots));
-    hist = calloc(H_BUCKETS, sizeof(*hist));
-    if (workers == NULL || conns == NULL || slots == NULL || hist == NULL) {
+    lat = calloc(1, sizeof(*lat));
+    if (workers == NULL || conns == NULL || slots == NULL || lat == NULL) {
         fprintf(stderr, "loadgen: out of memory\n");
         return 2;
     }
@@ -860,12 +809,8 @@ int main(int argc, char **argv)
         uint64_t until = g_opt.nmsgs ? w->last_done : (w->t_stop < w->t_end ? w->t_stop : w->t_end);
         double s = until > w->t_warm ? (double)(until - w->t_warm) / 1e9 : 0;
 
-        for (unsigned i = 0; i < H_BUCKETS; i++)
-            hist[i] += w->hist[i];
-        count += w->count;
+        hist_merge(lat, &w->lat);
         total += w->total;
-        if (w->max_us > max_us)
-            max_us = w->max_us;
         for (int k = 0; k < E_KINDS; k++) {
             kinds[k] += w->errors[k];
             errors += w->errors[k];
@@ -882,10 +827,10 @@ int main(int argc, char **argv)
     printf("msgs=%" PRIu64 " secs=%.2f rate=%.0f p50_us=%" PRIu64 " p90_us=%" PRIu64
            " p99_us=%" PRIu64 " p999_us=%" PRIu64 " max_us=%" PRIu64 " errors=%" PRIu64
            " total_msgs=%" PRIu64 " conns=%u size=%zu pipeline=%u\n",
-           count, secs, secs > 0 ? (double)count / secs : 0.0,
-           hist_percentile(hist, count, max_us, 50), hist_percentile(hist, count, max_us, 90),
-           hist_percentile(hist, count, max_us, 99), hist_percentile(hist, count, max_us, 99.9),
-           max_us, errors, total, g_opt.conns, g_opt.size, g_opt.pipeline);
+           lat->count, secs, secs > 0 ? (double)lat->count / secs : 0.0,
+           hist_percentile(lat, 50), hist_percentile(lat, 90), hist_percentile(lat, 99),
+           hist_percentile(lat, 99.9), lat->max, errors, total, g_opt.conns, g_opt.size,
+           g_opt.pipeline);
     fflush(stdout);
     for (unsigned t = 0; t < g_opt.threads; t++)
         worker_fini(&workers[t]);
@@ -893,6 +838,6 @@ int main(int argc, char **argv)
     free(workers);
     free(conns);
     free(slots);
-    free(hist);
+    free(lat);
     return errors ? 1 : 0;
 }

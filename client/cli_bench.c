@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -25,6 +24,7 @@
 #include "addr.h"
 #include "cli.h"
 #include "frame.h"
+#include "hist.h"
 
 #define PAT_LEN 65521u          /* pattern period: prime, so it never lines up with buffer sizes */
 #define RBUF_SIZE (256u * 1024) /* one read buffer per loop */
@@ -34,13 +34,6 @@
 #define MAX_DIAG 10             /* error details printed per run */
 #define PROGRESS_NS 250000000u  /* progress line period */
 #define SCAN_NS 100000000u      /* period of the timeout scans */
-
-/* Latency histogram in nanoseconds: exact below 128 ns, then 128 buckets per power of two
- * (relative error below 0.8 %), up to 2^41 ns (36 minutes); fixed size, no allocation. */
-#define H_BITS 7
-#define H_SUB (1u << H_BITS)
-#define H_TOP_MSB 40
-#define H_BUCKETS (H_SUB * (H_TOP_MSB - H_BITS + 2))
 
 enum { B_CONNECTING, B_READY, B_DEAD };
 enum { E_CONNECT, E_CLOSED, E_MISMATCH, E_TIMEOUT, E_KINDS };
@@ -95,8 +88,7 @@ struct bworker {
     uint64_t inflight;
     bool sending;
     uint64_t t_start, t_last_done;
-    uint64_t hist[H_BUCKETS];
-    uint64_t count, lat_sum, lat_max, lat_min;
+    hist lat;                   /* nanoseconds, of the replies checked */
     uint64_t errors[E_KINDS];
     _Atomic uint64_t pub_done, pub_errors;
 };
@@ -197,49 +189,6 @@ static int body_init(void)
     return 0;
 }
 
-static unsigned hist_index(uint64_t v)
-{
-    if (v < H_SUB)
-        return (unsigned)v;
-    unsigned msb = 63u - (unsigned)__builtin_clzll(v);
-    if (msb > H_TOP_MSB)
-        return H_BUCKETS - 1;
-    unsigned shift = msb - H_BITS;
-    return H_SUB * (msb - H_BITS + 1) + (unsigned)((v >> shift) & (H_SUB - 1));
-}
-
-/* The highest value that falls into bucket i. */
-static uint64_t hist_upper(unsigned i)
-{
-    if (i < H_SUB)
-        return i;
-    unsigned msb = i / H_SUB + H_BITS - 1;
-    unsigned shift = msb - H_BITS;
-    uint64_t lo = (uint64_t)(H_SUB + i % H_SUB) << shift;
-    return lo + ((uint64_t)1 << shift) - 1;
-}
-
-/* The p-th percentile of count values in hist: its bucket's upper bound, within [lo, hi]. */
-static uint64_t hist_percentile(const uint64_t *hist, uint64_t count, double p, uint64_t lo,
-                                uint64_t hi)
-{
-    uint64_t target, seen = 0;
-
-    if (count == 0)
-        return 0;
-    target = (uint64_t)ceil(p / 100.0 * (double)count);
-    if (target == 0)
-        target = 1;
-    for (unsigned i = 0; i < H_BUCKETS; i++) {
-        seen += hist[i];
-        if (seen >= target) {
-            uint64_t v = hist_upper(i);
-            return v < lo ? lo : v > hi ? hi : v;
-        }
-    }
-    return hi;
-}
-
 static uint64_t conn_inflight(const struct bconn *c)
 {
     return c->wseq - c->rseq + (c->wpos > 0);
@@ -306,15 +255,7 @@ static void report_mismatch(const struct bconn *c, uint64_t seq, const uint8_t *
 /* One complete, checked reply at time t. */
 static void reply_done(struct bworker *w, struct bconn *c, uint64_t t)
 {
-    uint64_t lat = t - c->tsend[c->rseq % g_opt.pipeline];
-
-    w->hist[hist_index(lat)]++;
-    w->count++;
-    w->lat_sum += lat;
-    if (lat > w->lat_max)
-        w->lat_max = lat;
-    if (lat < w->lat_min)
-        w->lat_min = lat;
+    hist_add(&w->lat, t - c->tsend[c->rseq % g_opt.pipeline]);
     c->rseq++;
     c->t_active = t;
     w->inflight--;
@@ -655,7 +596,7 @@ static void worker_run(struct bworker *w)
         uint64_t now = now_ns(), deadline = atomic_load_explicit(&g_deadline, memory_order_relaxed);
         int wait_ms = 100;
 
-        atomic_store_explicit(&w->pub_done, w->count, memory_order_relaxed);
+        atomic_store_explicit(&w->pub_done, w->lat.count, memory_order_relaxed);
         if (w->sending && (g_stop || w->budget == 0 || (deadline && now >= deadline)))
             w->sending = false;
         if (w->live == 0 || (!w->sending && w->inflight == 0))
@@ -688,7 +629,7 @@ static void *worker_main(void *arg)
         pthread_cond_wait(&g_cv, &g_mu);
     pthread_mutex_unlock(&g_mu);
     worker_run(w);
-    atomic_store_explicit(&w->pub_done, w->count, memory_order_relaxed);
+    atomic_store_explicit(&w->pub_done, w->lat.count, memory_order_relaxed);
     pthread_mutex_lock(&g_mu);
     g_finished++;
     pthread_cond_broadcast(&g_cv);
@@ -824,9 +765,8 @@ static int raise_nofile(unsigned need)
 
 /* Everything the run measured, summed over the loops. */
 struct bench_result {
-    uint64_t hist[H_BUCKETS];
+    hist lat;                   /* nanoseconds */
     uint64_t count, errors, kinds[E_KINDS];
-    uint64_t lat_sum, lat_min, lat_max;
     double secs, rate, mean_us, p_us[4], max_us;
     double cpu_user, cpu_sys, cpu_us_per_req;
 };
@@ -839,18 +779,10 @@ static void collect(const struct bworker *ws, unsigned nw, struct bench_result *
     struct rusage ru;
 
     memset(r, 0, sizeof *r);
-    r->lat_min = UINT64_MAX;
     for (unsigned t = 0; t < nw; t++) {
         const struct bworker *w = &ws[t];
 
-        for (unsigned i = 0; i < H_BUCKETS; i++)
-            r->hist[i] += w->hist[i];
-        r->count += w->count;
-        r->lat_sum += w->lat_sum;
-        if (w->lat_max > r->lat_max)
-            r->lat_max = w->lat_max;
-        if (w->lat_min < r->lat_min)
-            r->lat_min = w->lat_min;
+        hist_merge(&r->lat, &w->lat);
         for (int k = 0; k < E_KINDS; k++) {
             r->kinds[k] += w->errors[k];
             r->errors += w->errors[k];
@@ -860,15 +792,13 @@ static void collect(const struct bworker *ws, unsigned nw, struct bench_result *
         if (w->t_last_done > t1)
             t1 = w->t_last_done;
     }
-    if (r->count == 0)
-        r->lat_min = 0;
+    r->count = r->lat.count;
     r->secs = t1 > t0 ? (double)(t1 - t0) / 1e9 : 0;
     r->rate = r->secs > 0 ? (double)r->count / r->secs : 0;
-    r->mean_us = r->count ? (double)r->lat_sum / (double)r->count / 1e3 : 0;
+    r->mean_us = r->count ? (double)r->lat.sum / (double)r->count / 1e3 : 0;
     for (int i = 0; i < 4; i++)
-        r->p_us[i] = (double)hist_percentile(r->hist, r->count, percentiles[i], r->lat_min,
-                                             r->lat_max) / 1e3;
-    r->max_us = (double)r->lat_max / 1e3;
+        r->p_us[i] = (double)hist_percentile(&r->lat, percentiles[i]) / 1e3;
+    r->max_us = (double)r->lat.max / 1e3;
     if (getrusage(RUSAGE_SELF, &ru) == 0) {
         r->cpu_user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
         r->cpu_sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
@@ -1067,7 +997,6 @@ int cli_bench_main(int argc, char **argv)
 
         w->conns = conns + lo;
         w->nconns = hi - lo;
-        w->lat_min = UINT64_MAX;
         w->budget = g_opt.requests == 0 ? UINT64_MAX :
                     g_opt.requests / g_opt.threads + (t < g_opt.requests % g_opt.threads);
         w->epfd = epoll_create1(EPOLL_CLOEXEC);

@@ -1136,7 +1136,10 @@ void es_client_get_stats(es_client *c, es_client_stats *out)
 /* Any thread. Returns a future holding two references (the caller's, freed
  * with es_future_free, and the client's, dropped when it completes), or
  * NULL when out of memory. */
-es_future *es_client_submit(es_client *c, const void *msg, size_t len)
+/* A new future for msg, or NULL when out of memory. A bad message gives a
+ * future that has already failed; otherwise the future is ready to queue
+ * (f->msg != NULL). */
+static es_future *future_new(es_client *c, const void *msg, size_t len)
 {
     es_future *f = calloc(1, sizeof *f);
     if (f == NULL)
@@ -1185,28 +1188,64 @@ es_future *es_client_submit(es_client *c, const void *msg, size_t len)
     if (len > 0)
         memcpy(f->msg, msg, len);
     f->quit = len == 4 && memcmp(msg, "QUIT", 4) == 0;
-
-    pthread_mutex_lock(&c->mu);
-    if (c->stopping) {
-        pthread_mutex_unlock(&c->mu);
-        future_finish(f, -ECANCELED, NULL, "request cancelled: the client is being freed");
-        return f;
-    }
-    if (c->q_tail != NULL)
-        c->q_tail->next = f;
-    else
-        c->q_head = f;
-    c->q_tail = f;
-    c->st.waiting++;
-    int wake = wake_locked(c);
-    pthread_mutex_unlock(&c->mu);
-    if (wake)
-        wake_write(c);
     return f;
 }
 
-/* Any thread but the I/O thread. On success the caller owns *out (free
- * with es_response_free; if out is NULL the reply is dropped). */
+/* Queue the ready futures of fs[0..n) in order, under one lock, so the I/O
+ * thread sees all of them or none. */
+static void queue_push(es_client *c, es_future *const fs[], size_t n)
+{
+    pthread_mutex_lock(&c->mu);
+    int stopping = c->stopping, wake = 0;
+    for (size_t i = 0; i < n && !stopping; i++) {
+        es_future *f = fs[i];
+        if (f->msg == NULL)
+            continue;
+        if (c->q_tail != NULL)
+            c->q_tail->next = f;
+        else
+            c->q_head = f;
+        c->q_tail = f;
+        c->st.waiting++;
+        wake = 1;
+    }
+    if (wake)
+        wake = wake_locked(c);
+    pthread_mutex_unlock(&c->mu);
+    if (wake)
+        wake_write(c);
+    for (size_t i = 0; i < n && stopping; i++)
+        if (fs[i]->msg != NULL)
+            future_finish(fs[i], -ECANCELED, NULL, "request cancelled: the client is being freed");
+}
+
+es_future *es_client_submit(es_client *c, const void *msg, size_t len)
+{
+    es_future *f = future_new(c, msg, len);
+    if (f != NULL)
+        queue_push(c, &f, 1);
+    return f;
+}
+
+int es_client_submit_many(es_client *c, size_t n, const void *const msgs[], const size_t lens[],
+                          es_future *out[])
+{
+    for (size_t i = 0; i < n; i++) {
+        out[i] = future_new(c, msgs[i], lens[i]);
+        if (out[i] == NULL) {
+            while (i-- > 0) {
+                if (out[i]->msg != NULL) /* never queued: drop the client's reference too */
+                    future_unref(out[i]);
+                future_unref(out[i]);
+                out[i] = NULL;
+            }
+            return -ENOMEM;
+        }
+    }
+    queue_push(c, out, n);
+    return 0;
+}
+
 int es_client_call(es_client *c, const void *msg, size_t len, es_response **out, char *err,
                    size_t errlen)
 {

@@ -266,6 +266,7 @@ static bool has_separator(const struct cli_opts *o, const void *msg, size_t len)
 static int run_messages(const struct cli_opts *o, char **msgs, int n)
 {
     es_future **fs;
+    size_t *lens = NULL;
     es_client *c;
     int status = CLI_EXIT_OK;
 
@@ -286,13 +287,19 @@ static int run_messages(const struct cli_opts *o, char **msgs, int n)
         free(fs);
         return CLI_EXIT_USAGE;
     }
-    for (int i = 0; i < n; i++) {
-        fs[i] = es_client_submit(c, msgs[i], strlen(msgs[i]));
-        if (fs[i] == NULL) {
-            fprintf(stderr, "echocli: out of memory\n");
-            status = CLI_EXIT_FAIL;
-            goto done;
-        }
+    lens = calloc((size_t)n, sizeof *lens);
+    if (lens == NULL) {
+        fprintf(stderr, "echocli: out of memory\n");
+        status = CLI_EXIT_FAIL;
+        goto done;
+    }
+    for (int i = 0; i < n; i++)
+        lens[i] = strlen(msgs[i]);
+    /* All at once: the pool opens the connections they need together. */
+    if (es_client_submit_many(c, (size_t)n, (const void *const *)msgs, lens, fs) < 0) {
+        fprintf(stderr, "echocli: out of memory\n");
+        status = CLI_EXIT_FAIL;
+        goto done;
     }
     for (int i = 0; i < n; i++) {
         es_response *r = NULL;
@@ -321,6 +328,7 @@ done:
         if (fs[i] != NULL)
             es_future_free(fs[i]);
     free(fs);
+    free(lens);
     es_client_free(c);
     return status;
 }

@@ -96,6 +96,14 @@ ES_CLIENT_API void es_client_get_stats(es_client *c, es_client_stats *out);
  * with es_future_free. */
 ES_CLIENT_API es_future *es_client_submit(es_client *c, const void *msg, size_t len);
 
+/* Submit n messages at once: they are queued together, in order, so the
+ * pool sees them all before it hands out a connection (n requests over one
+ * idle connection open the others they need, up to pool_size). out[i] gets
+ * the future of msgs[i] (lens[i] bytes), as es_client_submit would return
+ * it. Returns 0, or -ENOMEM with no future created. */
+ES_CLIENT_API int es_client_submit_many(es_client *c, size_t n, const void *const msgs[],
+                                        const size_t lens[], es_future *out[]);
+
 /* Blocking call: submit and wait. On success *out is the response (free
  * with es_response_free) and 0 is returned. */
 ES_CLIENT_API int es_client_call(es_client *c, const void *msg, size_t len, es_response **out, char *err,

@@ -25,6 +25,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <setjmp.h>
+#include <cmocka.h>
+
 #define OUTPUT_KEEP (8u << 20)  /* captured output beyond this is read and dropped */
 #define MAX_PROCS 32
 #define MAX_ARGS 32
@@ -1184,4 +1187,92 @@ void hs_fill_pattern(void *buf, size_t len, unsigned seed)
         x ^= x << 5;
         d[i] = (unsigned char)alphabet[x & 63];
     }
+}
+
+/* ---- cmocka fixtures ----------------------------------------------------------------------- */
+
+int hs_ctx_setup(void **state)
+{
+    return hs_ctx_setup_size(state, sizeof(struct hs_ctx));
+}
+
+int hs_ctx_setup_size(void **state, size_t size)
+{
+    struct hs_ctx *c;
+
+    if (hs_env_path("ECHOSRV") == NULL || hs_env_path("ES_PLUGIN_DIR") == NULL)
+        return -1;
+    c = calloc(1, size);
+    if (c == NULL)
+        return -1;
+    if (hs_tmpdir(c->dir, sizeof c->dir) < 0) {
+        free(c);
+        return -1;
+    }
+    *state = c;
+    return 0;
+}
+
+int hs_ctx_teardown(void **state)
+{
+    struct hs_ctx *c = *state;
+
+    hs_alarm_disarm();
+    hs_proc_free_all();
+    if (c != NULL) {
+        for (int i = 0; i < c->nfds; i++)
+            if (c->fds[i] >= 0)
+                close(c->fds[i]);
+        hs_rmtree(c->dir);
+        free(c);
+    }
+    *state = NULL;
+    return 0;
+}
+
+struct hs_ctx *hs_ctx_begin(void **state, unsigned budget_s, const char *name)
+{
+    hs_alarm_arm(budget_s, name);
+    return *state;
+}
+
+int hs_ctx_track(struct hs_ctx *c, int fd)
+{
+    if (fd >= 0 && c->nfds < HS_CTX_MAX_FDS)
+        c->fds[c->nfds++] = fd;
+    return fd;
+}
+
+void hs_ctx_untrack_close(struct hs_ctx *c, int fd)
+{
+    for (int i = 0; i < c->nfds; i++)
+        if (c->fds[i] == fd)
+            c->fds[i] = -1;
+    close(fd);
+}
+
+int hs_ctx_connect(struct hs_ctx *c, const char *addr, int timeout_ms)
+{
+    int fd = hs_connect(addr, timeout_ms);
+
+    if (fd < 0)
+        HS_FAIL("cannot connect to %s: %s", addr ? addr : "(null)", strerror(errno));
+    return hs_ctx_track(c, fd);
+}
+
+struct hs_proc *hs_ctx_start(struct hs_ctx *c, const char *bind, int nlisten, long nofile,
+                             const char *extra)
+{
+    assert_int_equal(hs_write_config(c->conf, sizeof c->conf, c->dir, "echosrv.ini", bind,
+                                     "%s", extra), 0);
+    return hs_ctx_start_conf(c, nlisten, nofile);
+}
+
+struct hs_proc *hs_ctx_start_conf(struct hs_ctx *c, int nlisten, long nofile)
+{
+    struct hs_proc *p = hs_server_start(c->conf, nlisten, nofile, HS_READY_MS);
+
+    if (p == NULL)
+        HS_FAIL("echosrv did not start on %s", c->conf);
+    return p;
 }

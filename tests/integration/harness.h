@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #define HS_ADDR_MAX 160         /* longest listener address text kept */
@@ -146,5 +147,68 @@ bool hs_have_ipv6_loopback(void);
 
 /* Fills BUF with printable pattern bytes (no '\r' or '\n') derived from SEED. */
 void hs_fill_pattern(void *buf, size_t len, unsigned seed);
+
+/* ---- cmocka fixtures: per-test state shared by the integration tests ------------------------
+ * The macros and functions below call cmocka (fail(), assert_*): include <cmocka.h> first, and
+ * call them from the test's own thread. */
+
+#define HS_READY_MS 10000       /* bound for a server's 'listening on' lines */
+#define HS_CTX_MAX_FDS 512      /* fds a test context remembers to close */
+
+/* Prints the formatted text as a '# ERROR: ' diagnostic (fail_msg() prints it without the TAP
+ * '# ' prefix) and fails the current test. */
+#define HS_FAIL(...)                                \
+    do {                                            \
+        fprintf(stderr, "# ERROR: ");               \
+        fprintf(stderr, __VA_ARGS__);               \
+        fputc('\n', stderr);                        \
+        fail();                                     \
+    } while (0)
+
+/* One test of a group, run between hs_ctx_setup() and hs_ctx_teardown(). */
+#define HS_CTX_TEST(f) cmocka_unit_test_setup_teardown(f, hs_ctx_setup, hs_ctx_teardown)
+
+/* Per-test state: a private temp dir, the path of the test's echosrv configuration, the fds
+ * to close at teardown. A file that needs more puts a struct hs_ctx first in its own state. */
+struct hs_ctx {
+    char dir[256];
+    char conf[512];
+    int fds[HS_CTX_MAX_FDS];
+    int nfds;
+};
+
+/* cmocka setup: checks that $ECHOSRV and $ES_PLUGIN_DIR are absolute paths and puts in *STATE
+ * a new zeroed struct hs_ctx with a fresh temp dir. Returns 0, or -1 after a '# ' diagnostic. */
+int hs_ctx_setup(void **state);
+
+/* The same for a file's own per-test struct of SIZE bytes, whose first member is the
+ * struct hs_ctx. */
+int hs_ctx_setup_size(void **state, size_t size);
+
+/* cmocka teardown: disarms the backstop, frees every child left from hs_spawn(), closes the
+ * tracked fds, removes the temp dir and frees *STATE (NULL is ok). Returns 0. */
+int hs_ctx_teardown(void **state);
+
+/* Arms the SIGALRM backstop for BUDGET_S seconds (hs_alarm_arm(); NAME a string literal) and
+ * returns the test's context, *STATE. */
+struct hs_ctx *hs_ctx_begin(void **state, unsigned budget_s, const char *name);
+
+/* Remembers FD (if >= 0) so that teardown closes it. Returns FD. */
+int hs_ctx_track(struct hs_ctx *c, int fd);
+
+/* Closes FD and forgets it. */
+void hs_ctx_untrack_close(struct hs_ctx *c, int fd);
+
+/* hs_connect() to ADDR, failing the test if it cannot; the fd is tracked. Returns the fd. */
+int hs_ctx_connect(struct hs_ctx *c, const char *addr, int timeout_ms);
+
+/* Writes c->conf (hs_write_config(): the standard [server] with BIND, then EXTRA) and starts
+ * echosrv on it, expecting NLISTEN listeners; NOFILE as for hs_spawn(). Fails the test if the
+ * server does not come up within HS_READY_MS. Returns the server (freed at teardown). */
+struct hs_proc *hs_ctx_start(struct hs_ctx *c, const char *bind, int nlisten, long nofile,
+                             const char *extra);
+
+/* Starts echosrv on the configuration already written to c->conf, as hs_ctx_start() does. */
+struct hs_proc *hs_ctx_start_conf(struct hs_ctx *c, int nlisten, long nofile);
 
 #endif

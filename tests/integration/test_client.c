@@ -25,20 +25,10 @@
 
 #define SEP "\r\n\r\n"
 #define SEPLEN 4
-#define READY_MS 10000          /* bound for the 'listening on' lines */
 #ifndef TEST_BUDGET_S
 #define TEST_BUDGET_S 20        /* SIGALRM backstop per test */
 #endif
 #define SLOW_MS 300             /* how long the fake server sits on a "slow" message */
-
-/* fail_msg() prints its text without the TAP '# ' prefix: print it as a diagnostic instead. */
-#define FAIL(...)                                   \
-    do {                                            \
-        fprintf(stderr, "# ERROR: ");               \
-        fprintf(stderr, __VA_ARGS__);               \
-        fputc('\n', stderr);                        \
-        fail();                                     \
-    } while (0)
 
 #define assert_contains(hay, needle) check_contains((hay), (needle))
 
@@ -46,66 +36,18 @@
 static void check_contains(const char *hay, const char *needle)
 {
     if (hay == NULL || strstr(hay, needle) == NULL)
-        FAIL("'%s' does not contain '%s'", hay ? hay : "(null)", needle);
+        HS_FAIL("'%s' does not contain '%s'", hay ? hay : "(null)", needle);
 }
 
-/* Per-test state: a private temp dir and the server's configuration. */
-struct ctx {
-    char dir[256];
-    char conf[512];
-};
-
-static int setup(void **state)
+/* Arms the test's SIGALRM backstop and returns its context. */
+static struct hs_ctx *begin(void **state, const char *name)
 {
-    struct ctx *c = calloc(1, sizeof *c);
-
-    if (c == NULL)
-        return -1;
-    if (hs_env_path("ECHOSRV") == NULL || hs_env_path("ES_PLUGIN_DIR") == NULL ||
-        hs_tmpdir(c->dir, sizeof c->dir) < 0) {
-        free(c);
-        return -1;
-    }
-    *state = c;
-    return 0;
+    return hs_ctx_begin(state, TEST_BUDGET_S, name);
 }
 
-static int teardown(void **state)
+static struct hs_proc *start_default(struct hs_ctx *c)
 {
-    struct ctx *c = *state;
-
-    hs_alarm_disarm();
-    hs_proc_free_all();
-    if (c != NULL) {
-        hs_rmtree(c->dir);
-        free(c);
-    }
-    *state = NULL;
-    return 0;
-}
-
-static struct ctx *begin(void **state, const char *name)
-{
-    hs_alarm_arm(TEST_BUDGET_S, name);
-    return *state;
-}
-
-/* Starts echosrv with BIND and EXTRA configuration; fails the test if it does not come up. */
-static struct hs_proc *start(struct ctx *c, const char *bind, const char *extra)
-{
-    struct hs_proc *p;
-
-    assert_int_equal(hs_write_config(c->conf, sizeof c->conf, c->dir, "echosrv.ini", bind,
-                                     "%s", extra), 0);
-    p = hs_server_start(c->conf, 1, 0, READY_MS);
-    if (p == NULL)
-        FAIL("echosrv did not start on %s", c->conf);
-    return p;
-}
-
-static struct hs_proc *start_default(struct ctx *c)
-{
-    return start(c, "127.0.0.1:0", "");
+    return hs_ctx_start(c, "127.0.0.1:0", 1, 0, "");
 }
 
 /* A client for ADDR; fails the test if es_client_new does. */
@@ -121,7 +63,7 @@ static es_client *client(const char *addr, unsigned pool, int full, int request_
     o.connect_timeout_ms = 3000;
     es_client *cl = es_client_new(addr, &o, err, sizeof err);
     if (cl == NULL)
-        FAIL("es_client_new(%s): %s", addr, err);
+        HS_FAIL("es_client_new(%s): %s", addr, err);
     return cl;
 }
 
@@ -134,7 +76,7 @@ static es_response *call_ok_n(es_client *cl, const void *msg, size_t len, bool k
 
     int rc = es_client_call(cl, msg, len, &r, err, sizeof err);
     if (rc != 0)
-        FAIL("call of a %zu-byte message failed: %d %s", len, rc, err);
+        HS_FAIL("call of a %zu-byte message failed: %d %s", len, rc, err);
     assert_non_null(r);
     const uint8_t *d = es_response_data(r, &n);
     assert_int_equal(n, len);
@@ -161,11 +103,11 @@ static void check_stats(es_client *cl, unsigned pool, unsigned in_use, unsigned 
     es_client_get_stats(cl, &st);
     if (st.pool_size != pool || st.in_use != in_use || st.available != available ||
         st.sessions != sessions || st.requests_processed != requests)
-        FAIL("stats: pool_size %u in_use %u available %u sessions %llu requests %llu; "
-             "expected %u %u %u %llu %llu",
-             st.pool_size, st.in_use, st.available, (unsigned long long)st.sessions,
-             (unsigned long long)st.requests_processed, pool, in_use, available,
-             (unsigned long long)sessions, (unsigned long long)requests);
+        HS_FAIL("stats: pool_size %u in_use %u available %u sessions %llu requests %llu; "
+                "expected %u %u %u %llu %llu",
+                st.pool_size, st.in_use, st.available, (unsigned long long)st.sessions,
+                (unsigned long long)st.requests_processed, pool, in_use, available,
+                (unsigned long long)sessions, (unsigned long long)requests);
 }
 
 /* Waits for F (at most 10 s) and checks that its reply is MSG. Frees F. */
@@ -179,7 +121,7 @@ static void future_ok(es_future *f, const char *msg)
     assert_int_equal(es_future_wait(f, 10000), 0);
     int rc = es_future_result(f, &r, err, sizeof err);
     if (rc != 0)
-        FAIL("future of '%s' failed: %d %s", msg, rc, err);
+        HS_FAIL("future of '%s' failed: %d %s", msg, rc, err);
     const uint8_t *d = es_response_data(r, &n);
     assert_int_equal(n, strlen(msg));
     assert_memory_equal(d, msg, n);
@@ -196,8 +138,8 @@ static void future_err(es_future *f, int want, char *err, size_t errlen)
     assert_int_equal(es_future_wait(f, 10000), 0);
     int rc = es_future_result(f, &r, err, errlen);
     if (rc != want)
-        FAIL("future: expected %d (%s), got %d (%s)", want, strerror(-want), rc,
-             rc ? err : "success");
+        HS_FAIL("future: expected %d (%s), got %d (%s)", want, strerror(-want), rc,
+                rc ? err : "success");
     assert_null(r);
     es_future_free(f);
 }
@@ -409,7 +351,7 @@ static void fake_stop(struct fake *fk)
 /* 1. pulsar's test_connection_pool, step by step, with pool_size = 2. */
 static void test_connection_pool(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c);
     es_client *cl = client(hs_addr(srv, 0), 2, 1, 30000);
     es_response *r;
@@ -424,11 +366,12 @@ static void test_connection_pool(void **state)
     call_ok(cl, "Hello again!", false);
     check_stats(cl, 2, 0, 1, 1, 2);
 
-    /* Three concurrent calls: a second connection opens, the third call waits. */
+    /* Three concurrent calls (queued together, as pulsar's gather() does before its loop
+     * runs): a second connection opens, the third call waits. */
     es_future *f[3];
-    f[0] = es_client_submit(cl, "one", 3);
-    f[1] = es_client_submit(cl, "two", 3);
-    f[2] = es_client_submit(cl, "three", 5);
+    const void *batch1[3] = {"one", "two", "three"}, *batch2[3] = {"four", "five", "six"};
+    const size_t lens1[3] = {3, 3, 5}, lens2[3] = {4, 4, 3};
+    assert_int_equal(es_client_submit_many(cl, 3, batch1, lens1, f), 0);
     es_response *keep = NULL;
     for (int i = 0; i < 3; i++) {
         assert_non_null(f[i]);
@@ -446,9 +389,7 @@ static void test_connection_pool(void **state)
     check_stats(cl, 2, 0, 1, 2, 5);
 
     /* Three concurrent calls: a new connection replaces the dropped one. */
-    f[0] = es_client_submit(cl, "four", 4);
-    f[1] = es_client_submit(cl, "five", 4);
-    f[2] = es_client_submit(cl, "six", 3);
+    assert_int_equal(es_client_submit_many(cl, 3, batch2, lens2, f), 0);
     future_ok(f[0], "four");
     future_ok(f[1], "five");
     future_ok(f[2], "six");
@@ -470,7 +411,7 @@ static void test_connection_pool(void **state)
 /* 2. Ping, a binary message with NUL bytes, and what a response holds without full_response. */
 static void test_ping(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c);
     es_client *cl = client(hs_addr(srv, 0), 10, 0, 30000);
     static const char bin[] = "a\0b\r\n\0\r";
@@ -498,7 +439,7 @@ static void test_ping(void **state)
 /* 3. A 3 MiB message comes back byte for byte, on the same connection as a small one. */
 static void test_large_message(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c);
     es_client *cl = client(hs_addr(srv, 0), 2, 0, 30000);
     size_t len = 3u << 20;
@@ -517,7 +458,7 @@ static void test_large_message(void **state)
 /* 4. 100 futures at once over a pool of 4: every reply right, never more than 4 connections. */
 static void test_concurrent_futures(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c);
     es_client *cl = client(hs_addr(srv, 0), 4, 0, 30000);
     es_future *f[100];
@@ -537,7 +478,7 @@ static void test_concurrent_futures(void **state)
         future_ok(f[i], msg[i]);
     es_client_get_stats(cl, &st);
     if (st.sessions < 1 || st.sessions > 4)
-        FAIL("%llu sessions for a pool of 4", (unsigned long long)st.sessions);
+        HS_FAIL("%llu sessions for a pool of 4", (unsigned long long)st.sessions);
     assert_int_equal(st.requests_processed, 100);
     assert_int_equal(st.in_use, 0);
     assert_int_equal(st.waiting, 0);
@@ -549,7 +490,7 @@ static void test_concurrent_futures(void **state)
  * after the previous reply, in order. */
 static void test_fifo(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c);
     es_client *cl = client(hs_addr(srv, 0), 1, 1, 30000);
     es_future *f[20];
@@ -572,7 +513,7 @@ static void test_fifo(void **state)
     }
     for (int i = 1; i < 20; i++)
         if (t[i].sent < t[i - 1].done || t[i].submitted < t[i - 1].submitted)
-            FAIL("request %d was sent before request %d was answered", i, i - 1);
+            HS_FAIL("request %d was sent before request %d was answered", i, i - 1);
     es_client_free(cl);
 }
 
@@ -658,14 +599,14 @@ static void wait_count(struct cb_state *s, int want)
     int count = s->count, bad = s->bad;
     pthread_mutex_unlock(&s->mu);
     if (count != want || bad != 0)
-        FAIL("%d callbacks (expected %d), %d wrong", count, want, bad);
+        HS_FAIL("%d callbacks (expected %d), %d wrong", count, want, bad);
 }
 
 /* 6. Callbacks: run on the I/O thread, or at once if done; one per future; chained requests;
  * none after es_future_free. */
 static void test_callbacks(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c);
     es_client *cl = client(hs_addr(srv, 0), 2, 0, 30000);
     struct cb_state s = { .main = pthread_self(), .cl = cl };
@@ -681,7 +622,8 @@ static void test_callbacks(void **state)
     }
     wait_count(&s, 50);
     if (s.on_main > 10)
-        FAIL("%d of 50 callbacks ran on the submitting thread, not on the I/O thread", s.on_main);
+        HS_FAIL("%d of 50 callbacks ran on the submitting thread, not on the I/O thread",
+                s.on_main);
 
     /* A callback that submits another request. */
     es_future *f = es_client_submit(cl, "cb-first", 8);
@@ -811,7 +753,7 @@ static void test_request_timeout(void **state)
     assert_contains(err, addr);
     assert_contains(err, "no reply within 300 ms");
     if (took < 280 || took > 3000)
-        FAIL("timed out after %ld ms (timeout 300 ms)", took);
+        HS_FAIL("timed out after %ld ms (timeout 300 ms)", took);
     check_stats(cl, 2, 0, 0, 1, 0);
     es_client_free(cl);
     close(sfd);
@@ -820,7 +762,7 @@ static void test_request_timeout(void **state)
 /* 9. Connecting to a closed port: -ECONNREFUSED naming the address, for every request. */
 static void test_connect_refused(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     char addr[64];
     char err[256] = "";
     char unix_addr[300];
@@ -845,7 +787,7 @@ static void test_connect_refused(void **state)
     cl = client(unix_addr, 1, 0, 30000);
     int rc = es_client_call(cl, "hello", 5, NULL, err, sizeof err);
     if (rc != -ENOENT && rc != -ECONNREFUSED)
-        FAIL("unix connect to nothing: %d %s", rc, err);
+        HS_FAIL("unix connect to nothing: %d %s", rc, err);
     assert_contains(err, unix_addr);
     es_client_free(cl);
 }
@@ -880,7 +822,7 @@ static void test_connect_timeout(void **state)
     assert_contains(err, "cannot connect to");
     assert_contains(err, addr);
     if (took < 280 || took > 3000)
-        FAIL("connect timed out after %ld ms (timeout 300 ms)", took);
+        HS_FAIL("connect timed out after %ld ms (timeout 300 ms)", took);
     check_stats(cl, 1, 0, 0, 0, 0);
     es_client_free(cl);
     for (int i = 0; i < nfill; i++)
@@ -898,7 +840,7 @@ static void test_mid_reply(void **state)
 
     int rc = es_client_call(cl, "a message cut in half", 21, NULL, err, sizeof err);
     if (rc != -ECONNRESET && rc != -EPIPE)
-        FAIL("expected -ECONNRESET or -EPIPE, got %d (%s)", rc, err);
+        HS_FAIL("expected -ECONNRESET or -EPIPE, got %d (%s)", rc, err);
     assert_contains(err, "closed the connection mid-reply");
     assert_contains(err, fk->addr);
     check_stats(cl, 1, 0, 0, 1, 0);
@@ -915,7 +857,7 @@ static void test_mid_reply(void **state)
  * next call opens a new one. */
 static void test_quit(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c);
     es_client *cl = client(hs_addr(srv, 0), 2, 1, 30000);
 
@@ -1002,7 +944,7 @@ static void test_server_closed_idle(void **state)
     assert_int_equal(es_future_wait(s.second, 10000), 0);
     char err[256] = "";
     if (es_future_result(s.second, &r, err, sizeof err) != 0)
-        FAIL("the request after the server closed the idle connection failed: %s", err);
+        HS_FAIL("the request after the server closed the idle connection failed: %s", err);
     assert_int_equal(es_response_connection(r), 2);
     es_response_free(r);
     es_future_free(s.second);
@@ -1040,7 +982,7 @@ static void *worker_main(void *arg)
 /* 14. 8 threads x 200 blocking calls over a pool of 4. */
 static void test_threads(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c);
     es_client *cl = client(hs_addr(srv, 0), 4, 0, 30000);
     pthread_t th[8];
@@ -1054,12 +996,12 @@ static void test_threads(void **state)
     for (int i = 0; i < 8; i++) {
         pthread_join(th[i], NULL);
         if (w[i].bad != 0)
-            FAIL("thread %d: %d wrong replies", i, w[i].bad);
+            HS_FAIL("thread %d: %d wrong replies", i, w[i].bad);
     }
     es_client_get_stats(cl, &st);
     assert_int_equal(st.requests_processed, 1600);
     if (st.sessions < 1 || st.sessions > 4)
-        FAIL("%llu sessions for a pool of 4", (unsigned long long)st.sessions);
+        HS_FAIL("%llu sessions for a pool of 4", (unsigned long long)st.sessions);
     assert_int_equal(st.in_use, 0);
     assert_int_equal(st.waiting, 0);
     es_client_free(cl);
@@ -1068,13 +1010,13 @@ static void test_threads(void **state)
 /* 15. A unix socket address, with full_response. */
 static void test_unix_socket(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     char bind[300];
     es_future *f[10];
     char msg[10][16];
 
     snprintf(bind, sizeof bind, "unix:%s/echo.sock", c->dir);
-    struct hs_proc *srv = start(c, bind, "");
+    struct hs_proc *srv = hs_ctx_start(c, bind, 1, 0, "");
     assert_string_equal(hs_addr(srv, 0), bind);
     es_client *cl = client(bind, 3, 1, 30000);
     es_response *r = call_ok(cl, "over a unix socket", true);
@@ -1109,7 +1051,7 @@ static void test_future_wait_timeout(void **state)
     assert_int_equal(es_future_wait(f, 50), -ETIMEDOUT);
     long took = hs_now_ms() - t0;
     if (took < 45 || took >= SLOW_MS)
-        FAIL("es_future_wait(50) returned after %ld ms", took);
+        HS_FAIL("es_future_wait(50) returned after %ld ms", took);
     assert_false(es_future_done(f));
     assert_int_equal(es_future_result(f, &r, err, sizeof err), -EAGAIN);
     assert_null(r);
@@ -1166,7 +1108,7 @@ static void test_close_cancels(void **state)
 /* 18. es_client_free with requests in flight: no crash, no leak, every fd and thread gone. */
 static void test_free_in_flight(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c);
     char addr[64];
     int sfd = silent_listener(addr, sizeof addr, 16);
@@ -1197,7 +1139,7 @@ static void test_free_in_flight(void **state)
         if (rc == -ECANCELED)
             cancelled++;
         else if (rc != 0)
-            FAIL("future %d: %d", i, rc);
+            HS_FAIL("future %d: %d", i, rc);
         es_response_free(r);
         es_future_free(f[i]);
     }
@@ -1210,7 +1152,7 @@ static void test_free_in_flight(void **state)
 /* 19. Bad options and messages, an over-long reply, and a custom separator. */
 static void test_bad_input(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     char err[256] = "";
     es_client_options o;
 
@@ -1255,7 +1197,7 @@ static void test_bad_input(void **state)
     fake_stop(fk);
 
     /* A custom separator, as the server is configured. */
-    struct hs_proc *srv = start(c, "127.0.0.1:0", "[echo]\nseparator = \\n\n");
+    struct hs_proc *srv = hs_ctx_start(c, "127.0.0.1:0", 1, 0, "[echo]\nseparator = \\n\n");
     es_client_options_init(&o);
     o.separator = (const uint8_t *)"\n";
     o.separator_len = 1;
@@ -1270,25 +1212,25 @@ static void test_bad_input(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_connection_pool, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ping, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_large_message, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrent_futures, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fifo, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_callbacks, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_full_response, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_request_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_connect_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_mid_reply, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_quit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_server_closed_idle, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unix_socket, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_future_wait_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_close_cancels, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_free_in_flight, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+        HS_CTX_TEST(test_connection_pool),
+        HS_CTX_TEST(test_ping),
+        HS_CTX_TEST(test_large_message),
+        HS_CTX_TEST(test_concurrent_futures),
+        HS_CTX_TEST(test_fifo),
+        HS_CTX_TEST(test_callbacks),
+        HS_CTX_TEST(test_full_response),
+        HS_CTX_TEST(test_request_timeout),
+        HS_CTX_TEST(test_connect_refused),
+        HS_CTX_TEST(test_connect_timeout),
+        HS_CTX_TEST(test_mid_reply),
+        HS_CTX_TEST(test_quit),
+        HS_CTX_TEST(test_server_closed_idle),
+        HS_CTX_TEST(test_threads),
+        HS_CTX_TEST(test_unix_socket),
+        HS_CTX_TEST(test_future_wait_timeout),
+        HS_CTX_TEST(test_close_cancels),
+        HS_CTX_TEST(test_free_in_flight),
+        HS_CTX_TEST(test_bad_input),
     };
 
     if (hs_process_init() < 0)

@@ -25,20 +25,10 @@
 
 #include "harness.h"
 
-#define READY_MS 10000          /* bound for the server's 'listening on' lines */
 #define RUN_MS 20000            /* bound for one echocli run */
 #ifndef TEST_BUDGET_S
 #define TEST_BUDGET_S 60        /* SIGALRM backstop per test */
 #endif
-
-/* fail_msg() prints its text without the TAP '# ' prefix: print it as a diagnostic instead. */
-#define FAIL(...)                                   \
-    do {                                            \
-        fprintf(stderr, "# ERROR: ");               \
-        fprintf(stderr, __VA_ARGS__);               \
-        fputc('\n', stderr);                        \
-        fail();                                     \
-    } while (0)
 
 /* What one echocli run left behind. */
 struct run {
@@ -65,10 +55,9 @@ struct fake {
     char addr[64];
 };
 
-/* Per-test state: a private temp dir, a fake server, runs to free. */
+/* Per-test state: the harness's (temp dir, servers), a fake server, runs to free. */
 struct ctx {
-    char dir[256];
-    char conf[512];
+    struct hs_ctx hs;           /* first: the harness sees a struct hs_ctx */
     struct fake fake;
     struct run runs[8];
     int nruns;
@@ -76,17 +65,9 @@ struct ctx {
 
 static int setup(void **state)
 {
-    struct ctx *c = calloc(1, sizeof *c);
-
-    if (c == NULL)
+    if (hs_env_path("ECHOCLI") == NULL || hs_ctx_setup_size(state, sizeof(struct ctx)) < 0)
         return -1;
-    c->fake.fd = -1;
-    if (hs_env_path("ECHOCLI") == NULL || hs_env_path("ECHOSRV") == NULL ||
-        hs_env_path("ES_PLUGIN_DIR") == NULL || hs_tmpdir(c->dir, sizeof c->dir) < 0) {
-        free(c);
-        return -1;
-    }
-    *state = c;
+    ((struct ctx *)*state)->fake.fd = -1;
     return 0;
 }
 
@@ -94,8 +75,6 @@ static int teardown(void **state)
 {
     struct ctx *c = *state;
 
-    hs_alarm_disarm();
-    hs_proc_free_all();
     if (c != NULL) {
         if (c->fake.started) {
             atomic_store(&c->fake.stop, true);
@@ -107,17 +86,14 @@ static int teardown(void **state)
             free(c->runs[i].out);
             free(c->runs[i].err);
         }
-        hs_rmtree(c->dir);
-        free(c);
     }
-    *state = NULL;
-    return 0;
+    return hs_ctx_teardown(state);
 }
 
+/* Arms the test's SIGALRM backstop and returns its context. */
 static struct ctx *begin(void **state, const char *name)
 {
-    hs_alarm_arm(TEST_BUDGET_S, name);
-    return *state;
+    return (struct ctx *)hs_ctx_begin(state, TEST_BUDGET_S, name);
 }
 
 /* Appends what is readable on FD to *BUF. Returns 0 at EOF, 1 if more may come. */
@@ -189,21 +165,12 @@ static void reap(pid_t pid, long start, int timeout_ms, struct run *r)
     assert_non_null(r->err);
 }
 
-/*
- * Runs $ECHOCLI with ARGS (NULL-terminated, without argv[0]), feeding IN (INLEN bytes; stdin is
- * /dev/null when IN is NULL) and capturing stdout and stderr apart. The child is SIGKILLed by
- * its PID after TIMEOUT_MS (and if this process dies). The result belongs to C.
- */
-static struct run *cli_run(struct ctx *c, const char *const args[], const void *in, size_t inlen,
-                           int timeout_ms)
+/* A new run of C (8 per test at most) for BIN, whose argv (BIN, then ARGS) goes to ARGV, an
+ * array of 40. */
+static struct run *run_new(struct ctx *c, const char *bin, const char *const args[], char **argv)
 {
-    const char *bin = hs_env_path("ECHOCLI");
     struct run *r;
-    char *argv[40];
-    int argc = 0, pin[2] = { -1, -1 }, pout[2], perr[2];
-    size_t out_cap = 0, err_cap = 0, sent = 0;
-    long start = hs_now_ms();
-    pid_t pid;
+    int argc = 0;
 
     assert_non_null(bin);
     assert_true(c->nruns < (int)(sizeof c->runs / sizeof c->runs[0]));
@@ -213,6 +180,49 @@ static struct run *cli_run(struct ctx *c, const char *const args[], const void *
     for (int i = 0; args[i] != NULL && argc < 39; i++)
         argv[argc++] = (char *)args[i];
     argv[argc] = NULL;
+    return r;
+}
+
+/* In the forked child: no blocked signal, SIGPIPE's default action, SIGKILL when the parent
+ * dies. */
+static void child_reset(void)
+{
+    sigset_t none;
+
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+/* In the forked child, once stdin, stdout and stderr are set: closes every other fd and runs
+ * ARGV. Never returns. */
+static void child_exec(char **argv) __attribute__((noreturn));
+
+static void child_exec(char **argv)
+{
+    if (close_range(3, ~0u, 0) < 0)
+        for (int fd = 3; fd < 4096; fd++)
+            close(fd);
+    execv(argv[0], argv);
+    _exit(127);
+}
+
+/*
+ * Runs $ECHOCLI with ARGS (NULL-terminated, without argv[0]), feeding IN (INLEN bytes; stdin is
+ * /dev/null when IN is NULL) and capturing stdout and stderr apart. The child is SIGKILLed by
+ * its PID after TIMEOUT_MS (and if this process dies). The result belongs to C.
+ */
+static struct run *cli_run(struct ctx *c, const char *const args[], const void *in, size_t inlen,
+                           int timeout_ms)
+{
+    char *argv[40];
+    int pin[2] = { -1, -1 }, pout[2], perr[2];
+    size_t out_cap = 0, err_cap = 0, sent = 0;
+    long start = hs_now_ms();
+    struct run *r = run_new(c, hs_env_path("ECHOCLI"), args, argv);
+    pid_t pid;
+
     if (in != NULL)
         assert_int_equal(pipe2(pin, O_CLOEXEC), 0);
     assert_int_equal(pipe2(pout, O_CLOEXEC), 0);
@@ -221,20 +231,12 @@ static struct run *cli_run(struct ctx *c, const char *const args[], const void *
     assert_true(pid >= 0);
     if (pid == 0) {
         int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        sigset_t none;
 
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        child_reset();
         if (dup2(in != NULL ? pin[0] : devnull, 0) < 0 || dup2(pout[1], 1) < 0 ||
             dup2(perr[1], 2) < 0)
             _exit(127);
-        if (close_range(3, ~0u, 0) < 0)
-            for (int fd = 3; fd < 4096; fd++)
-                close(fd);
-        execv(bin, argv);
-        _exit(127);
+        child_exec(argv);
     }
     close(pout[1]);
     close(perr[1]);
@@ -303,23 +305,14 @@ static int count_of(const char *text, const char *needle)
 static struct run *cli_run_tty(struct ctx *c, const char *const args[], const char *const keys[],
                                int nsteps, int timeout_ms)
 {
-    const char *bin = hs_env_path("ECHOCLI");
-    struct run *r;
     char *argv[40];
-    int argc = 0, pout[2], perr[2], master, step = 0;
+    int pout[2], perr[2], master, step = 0;
     size_t out_cap = 0, err_cap = 0;
     long start = hs_now_ms();
+    struct run *r = run_new(c, hs_env_path("ECHOCLI"), args, argv);
     char *slave;
     pid_t pid;
 
-    assert_non_null(bin);
-    assert_true(c->nruns < (int)(sizeof c->runs / sizeof c->runs[0]));
-    r = &c->runs[c->nruns++];
-    memset(r, 0, sizeof *r);
-    argv[argc++] = (char *)bin;
-    for (int i = 0; args[i] != NULL && argc < 39; i++)
-        argv[argc++] = (char *)args[i];
-    argv[argc] = NULL;
     master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
     assert_true(master >= 0);
     assert_int_equal(grantpt(master), 0);
@@ -331,21 +324,12 @@ static struct run *cli_run_tty(struct ctx *c, const char *const args[], const ch
     pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        sigset_t none;
-
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        child_reset();
         setsid();
         int sfd = open(slave, O_RDWR | O_CLOEXEC);      /* the controlling terminal */
         if (sfd < 0 || dup2(sfd, 0) < 0 || dup2(pout[1], 1) < 0 || dup2(perr[1], 2) < 0)
             _exit(127);
-        if (close_range(3, ~0u, 0) < 0)
-            for (int fd = 3; fd < 4096; fd++)
-                close(fd);
-        execv(bin, argv);
-        _exit(127);
+        child_exec(argv);
     }
     close(pout[1]);
     close(perr[1]);
@@ -408,7 +392,7 @@ static void expect_exit(const struct run *r, int code, const char *what)
     if (got != code) {
         dump("stdout", r->out, r->out_len);
         dump("stderr", r->err, r->err_len);
-        FAIL("%s: echocli exited with %d, expected %d", what, got, code);
+        HS_FAIL("%s: echocli exited with %d, expected %d", what, got, code);
     }
 }
 
@@ -419,7 +403,7 @@ static void expect_stdout(const struct run *r, const void *want, size_t want_len
         dump("expected stdout", want, want_len);
         dump("stdout", r->out, r->out_len);
         dump("stderr", r->err, r->err_len);
-        FAIL("%s: unexpected output", what);
+        HS_FAIL("%s: unexpected output", what);
     }
 }
 
@@ -434,23 +418,10 @@ static void expect_stderr_has(const struct run *r, const char *what, ...)
         if (strcasestr(r->err, needle) == NULL) {
             dump("stderr", r->err, r->err_len);
             va_end(ap);
-            FAIL("%s: stderr does not mention '%s'", what, needle);
+            HS_FAIL("%s: stderr does not mention '%s'", what, needle);
         }
     }
     va_end(ap);
-}
-
-/* Starts echosrv on BIND (NLISTEN listeners) with the standard configuration. */
-static struct hs_proc *start_server(struct ctx *c, const char *bind, int nlisten)
-{
-    struct hs_proc *p;
-
-    assert_int_equal(hs_write_config(c->conf, sizeof c->conf, c->dir, "echosrv.ini", bind, "%s",
-                                     ""), 0);
-    p = hs_server_start(c->conf, nlisten, 0, READY_MS);
-    if (p == NULL)
-        FAIL("echosrv did not start on %s", c->conf);
-    return p;
 }
 
 /* A CLOEXEC TCP socket bound to 127.0.0.1 on a port the kernel picks; "127.0.0.1:PORT" into
@@ -535,10 +506,10 @@ static double json_number(const char *json, const char *key)
     snprintf(pat, sizeof pat, "\"%s\":", key);
     p = strstr(json, pat);
     if (p == NULL)
-        FAIL("no \"%s\" in the JSON output: %s", key, json);
+        HS_FAIL("no \"%s\" in the JSON output: %s", key, json);
     v = strtod(p + strlen(pat), &end);
     if (end == p + strlen(pat))
-        FAIL("\"%s\" is not a number in: %s", key, json);
+        HS_FAIL("\"%s\" is not a number in: %s", key, json);
     return v;
 }
 
@@ -562,7 +533,7 @@ static double csv_number(const char *header, const char *row, const char *name)
     free(h);
     free(w);
     if (!found)
-        FAIL("no column %s in the CSV output:\n%s%s", name, header, row);
+        HS_FAIL("no column %s in the CSV output:\n%s%s", name, header, row);
     return v;
 }
 
@@ -572,14 +543,14 @@ static void test_one_message(void **state)
     struct ctx *c = begin(state, __func__);
     char bind[512];
 
-    snprintf(bind, sizeof bind, "127.0.0.1:0, unix:%s/echo.sock", c->dir);
-    struct hs_proc *srv = start_server(c, bind, 2);
+    snprintf(bind, sizeof bind, "127.0.0.1:0, unix:%s/echo.sock", c->hs.dir);
+    struct hs_proc *srv = hs_ctx_start(&c->hs, bind, 2, 0, "");
     const char *args[] = { "-a", hs_addr(srv, 0), "-t", "5", "Hello, world!", NULL };
     struct run *r = cli_run(c, args, NULL, 0, RUN_MS);
     expect_exit(r, 0, "one message over TCP");
     expect_stdout(r, "Hello, world!\n", 14, "one message over TCP");
     if (r->err_len != 0)
-        FAIL("unexpected stderr: %s", r->err);
+        HS_FAIL("unexpected stderr: %s", r->err);
 
     const char *uargs[] = { "--address", hs_addr(srv, 1), "a\tb c", NULL };
     r = cli_run(c, uargs, NULL, 0, RUN_MS);
@@ -592,7 +563,7 @@ static void test_argument_order(void **state)
 {
     enum { N = 20 };
     struct ctx *c = begin(state, __func__);
-    struct hs_proc *srv = start_server(c, "127.0.0.1:0", 1);
+    struct hs_proc *srv = hs_ctx_start(&c->hs, "127.0.0.1:0", 1, 0, "");
     const char *args[N + 6] = { "-a", hs_addr(srv, 0), "-p", "4", "--" };
     char *msgs[N];
     char *want = NULL;
@@ -635,14 +606,14 @@ static void test_stdin(void **state)
     static const char in[] = "one\ntwo\r\n\nwith\0nul\nlast";
     static const char want[] = "one\ntwo\n\nwith\0nul\nlast\n";
     struct ctx *c = begin(state, __func__);
-    struct hs_proc *srv = start_server(c, "127.0.0.1:0", 1);
+    struct hs_proc *srv = hs_ctx_start(&c->hs, "127.0.0.1:0", 1, 0, "");
     const char *args[] = { "-a", hs_addr(srv, 0), NULL };
 
     struct run *r = cli_run(c, args, in, sizeof in - 1, RUN_MS);
     expect_exit(r, 0, "5 lines on stdin");
     expect_stdout(r, want, sizeof want - 1, "5 lines on stdin");
     if (strstr(r->err, "echo>") != NULL || strstr(r->out, "echo>") != NULL)
-        FAIL("a prompt was shown although stdin is not a terminal");
+        HS_FAIL("a prompt was shown although stdin is not a terminal");
 
     r = cli_run(c, args, "", 0, RUN_MS);
     expect_exit(r, 0, "empty stdin");
@@ -654,7 +625,7 @@ static void test_quit(void **state)
 {
     static const char in[] = "before\nQUIT\nafter\n";
     struct ctx *c = begin(state, __func__);
-    struct hs_proc *srv = start_server(c, "127.0.0.1:0", 1);
+    struct hs_proc *srv = hs_ctx_start(&c->hs, "127.0.0.1:0", 1, 0, "");
     const char *args[] = { "-a", hs_addr(srv, 0), "QUIT", NULL };
 
     struct run *r = cli_run(c, args, NULL, 0, RUN_MS);
@@ -672,7 +643,7 @@ static void test_quit(void **state)
 static void test_interactive(void **state)
 {
     struct ctx *c = begin(state, __func__);
-    struct hs_proc *srv = start_server(c, "127.0.0.1:0", 1);
+    struct hs_proc *srv = hs_ctx_start(&c->hs, "127.0.0.1:0", 1, 0, "");
     const char *args[] = { "-a", hs_addr(srv, 0), "-t", "5", NULL };
     /* Enter is '\r' on a terminal. */
     const char *const keys[] = { "hello\r", "\r", "QUIT\r", "world\r", "\x04" };
@@ -691,7 +662,7 @@ static void test_interactive(void **state)
     expect_stderr_has(r, "interactive session, server unreachable", "refused", NULL);
     const char *p = strstr(r->err, "refused");
     if (p == NULL || strstr(p, "echo> ") == NULL)
-        FAIL("interactive session: no prompt after the error: %s", r->err);
+        HS_FAIL("interactive session: no prompt after the error: %s", r->err);
 }
 
 /* 5. A port nobody listens on: exit 1, the address and the reason on stderr. */
@@ -717,7 +688,7 @@ static void test_unreachable(void **state)
     r = cli_run(c, bargs, NULL, 0, RUN_MS);
     expect_exit(r, 1, "bench against an unreachable port");
     if (json_number(r->out, "errors_connect") != 2)
-        FAIL("bench against an unreachable port: expected errors_connect 2 in %s", r->out);
+        HS_FAIL("bench against an unreachable port: expected errors_connect 2 in %s", r->out);
 }
 
 /* 6. A server that accepts (in the kernel) but never answers: -t bounds the wait, exit 1. */
@@ -733,7 +704,7 @@ static void test_timeout(void **state)
     expect_exit(r, 1, "no reply within -t 0.3");
     expect_stderr_has(r, "no reply within -t 0.3", addr, "timed out", NULL);
     if (r->ms < 250 || r->ms > 5000)
-        FAIL("-t 0.3 made echocli give up after %ld ms", r->ms);
+        HS_FAIL("-t 0.3 made echocli give up after %ld ms", r->ms);
 }
 
 /* 7. Bad arguments: exit 2 with the usage, before any connection. Help and version: exit 0. */
@@ -788,26 +759,26 @@ static void test_bad_arguments(void **state)
     r = cli_run(c, help, NULL, 0, RUN_MS);
     expect_exit(r, 0, "--help");
     if (strstr(r->out, "usage: echocli") == NULL || strstr(r->out, "bench") == NULL)
-        FAIL("--help does not show the usage: %s", r->out);
+        HS_FAIL("--help does not show the usage: %s", r->out);
 
     const char *bhelp[] = { "bench", "-h", NULL };
     r = cli_run(c, bhelp, NULL, 0, RUN_MS);
     expect_exit(r, 0, "bench -h");
     if (strstr(r->out, "--json") == NULL)
-        FAIL("bench -h does not show the usage: %s", r->out);
+        HS_FAIL("bench -h does not show the usage: %s", r->out);
 
     const char *version[] = { "-V", NULL };
     r = cli_run(c, version, NULL, 0, RUN_MS);
     expect_exit(r, 0, "-V");
     if (strstr(r->out, "echocli " PACKAGE_VERSION) == NULL)
-        FAIL("-V does not print 'echocli %s': %s", PACKAGE_VERSION, r->out);
+        HS_FAIL("-V does not print 'echocli %s': %s", PACKAGE_VERSION, r->out);
 }
 
 /* 8. A short bench run, read through --json and --csv: every request answered, no error. */
 static void test_bench(void **state)
 {
     struct ctx *c = begin(state, __func__);
-    struct hs_proc *srv = start_server(c, "127.0.0.1:0", 1);
+    struct hs_proc *srv = hs_ctx_start(&c->hs, "127.0.0.1:0", 1, 0, "");
     const char *args[] = { "bench", "-a", hs_addr(srv, 0), "-c", "8", "-n", "2000", "-s", "64",
                            "--json", NULL };
 
@@ -815,26 +786,26 @@ static void test_bench(void **state)
     expect_exit(r, 0, "bench --json");
     if (r->out[0] != '{' || strchr(r->out, '\n') != r->out + r->out_len - 1 ||
         r->out[r->out_len - 2] != '}')
-        FAIL("bench --json did not print one JSON object on one line: %s", r->out);
+        HS_FAIL("bench --json did not print one JSON object on one line: %s", r->out);
     if (json_number(r->out, "requests") != 2000 || json_number(r->out, "errors") != 0 ||
         json_number(r->out, "connections") != 8 || json_number(r->out, "size") != 64)
-        FAIL("bench --json: unexpected figures: %s", r->out);
+        HS_FAIL("bench --json: unexpected figures: %s", r->out);
     double p50 = json_number(r->out, "p50_us"), p90 = json_number(r->out, "p90_us");
     double p99 = json_number(r->out, "p99_us"), p999 = json_number(r->out, "p999_us");
     double max = json_number(r->out, "max_us"), rate = json_number(r->out, "rate");
     if (!(p50 > 0 && p50 <= p90 && p90 <= p99 && p99 <= p999 && p999 <= max && rate > 0))
-        FAIL("bench --json: inconsistent latencies or rate: %s", r->out);
+        HS_FAIL("bench --json: inconsistent latencies or rate: %s", r->out);
 
     args[9] = "--csv";
     r = cli_run(c, args, NULL, 0, RUN_MS);
     expect_exit(r, 0, "bench --csv");
     char *nl = strchr(r->out, '\n');
     if (nl == NULL || strchr(nl + 1, '\n') != r->out + r->out_len - 1)
-        FAIL("bench --csv did not print a header and one row: %s", r->out);
+        HS_FAIL("bench --csv did not print a header and one row: %s", r->out);
     *nl = '\0';
     if (csv_number(r->out, nl + 1, "requests") != 2000 || csv_number(r->out, nl + 1, "errors") != 0
         || csv_number(r->out, nl + 1, "pipeline") != 1 || csv_number(r->out, nl + 1, "rate") <= 0)
-        FAIL("bench --csv: unexpected figures:\n%s\n%s", r->out, nl + 1);
+        HS_FAIL("bench --csv: unexpected figures:\n%s\n%s", r->out, nl + 1);
 
     /* Pipelined, and replies larger than a read: they arrive in pieces. */
     const char *big[] = { "bench", "-a", hs_addr(srv, 0), "-c", "3", "-n", "60", "-s", "300k",
@@ -842,7 +813,7 @@ static void test_bench(void **state)
     r = cli_run(c, big, NULL, 0, RUN_MS);
     expect_exit(r, 0, "bench -s 300k -P 4");
     if (json_number(r->out, "requests") != 60 || json_number(r->out, "errors") != 0)
-        FAIL("bench -s 300k -P 4: unexpected figures: %s", r->out);
+        HS_FAIL("bench -s 300k -P 4: unexpected figures: %s", r->out);
 
     /* The default, human summary; -d with two loops. */
     const char *human[] = { "bench", "-a", hs_addr(srv, 0), "-c", "4", "-T", "2", "-d", "0.3",
@@ -850,7 +821,7 @@ static void test_bench(void **state)
     r = cli_run(c, human, NULL, 0, RUN_MS);
     expect_exit(r, 0, "bench -d 0.3 -T 2");
     if (strstr(r->out, "requests/s") == NULL || strstr(r->out, "p99.9") == NULL)
-        FAIL("bench summary lacks the rate or the percentiles: %s", r->out);
+        HS_FAIL("bench summary lacks the rate or the percentiles: %s", r->out);
 }
 
 /* 9. A reply with one wrong byte is caught by bench. */
@@ -864,7 +835,7 @@ static void test_bench_corrupt(void **state)
     struct run *r = cli_run(c, args, NULL, 0, RUN_MS);
     expect_exit(r, 1, "bench against a corrupting server");
     if (json_number(r->out, "errors_mismatch") != 1 || json_number(r->out, "requests") != 0)
-        FAIL("bench against a corrupting server: expected one mismatch: %s", r->out);
+        HS_FAIL("bench against a corrupting server: expected one mismatch: %s", r->out);
     expect_stderr_has(r, "bench against a corrupting server", "byte 10", NULL);
 }
 
@@ -880,7 +851,7 @@ static void test_mid_reply_close(void **state)
     expect_stdout(r, "", 0, "server closing mid-reply");
     expect_stderr_has(r, "server closing mid-reply", c->fake.addr, NULL);
     if (r->ms > 4000)
-        FAIL("echocli took %ld ms to notice the closed connection", r->ms);
+        HS_FAIL("echocli took %ld ms to notice the closed connection", r->ms);
 
     const char *sargs[] = { "-a", c->fake.addr, "-t", "5", NULL };
     r = cli_run(c, sargs, "hello\n", 6, RUN_MS);
@@ -891,7 +862,7 @@ static void test_mid_reply_close(void **state)
     r = cli_run(c, bargs, NULL, 0, RUN_MS);
     expect_exit(r, 1, "bench against a server closing mid-reply");
     if (json_number(r->out, "errors_closed") != 1)
-        FAIL("bench: expected one 'closed' error: %s", r->out);
+        HS_FAIL("bench: expected one 'closed' error: %s", r->out);
 }
 
 int main(void)

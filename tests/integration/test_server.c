@@ -25,114 +25,25 @@
 #define SEP "\r\n\r\n"
 #define SEPLEN 4
 #define IO_MS 5000              /* default bound for one socket operation */
-#define READY_MS 10000          /* bound for the 'listening on' lines */
 #define STOP_MS 5000            /* bound for SIGTERM -> exit */
 #ifndef TEST_BUDGET_S
 #define TEST_BUDGET_S 30        /* SIGALRM backstop per test */
 #endif
-#define MAX_FDS 512
-
-/* fail_msg() prints its text without the TAP '# ' prefix: print it as a diagnostic instead. */
-#define FAIL(...)                                   \
-    do {                                            \
-        fprintf(stderr, "# ERROR: ");               \
-        fprintf(stderr, __VA_ARGS__);               \
-        fputc('\n', stderr);                        \
-        fail();                                     \
-    } while (0)
-
-/* Per-test state: a private temp dir, the fds to close in teardown. */
-struct ctx {
-    char dir[256];
-    char conf[512];
-    int fds[MAX_FDS];
-    int nfds;
-};
-
-static int setup(void **state)
+/* Arms the test's SIGALRM backstop and returns its context. */
+static struct hs_ctx *begin(void **state, const char *name)
 {
-    struct ctx *c = calloc(1, sizeof *c);
-
-    if (c == NULL)
-        return -1;
-    if (hs_env_path("ECHOSRV") == NULL || hs_env_path("ES_PLUGIN_DIR") == NULL ||
-        hs_tmpdir(c->dir, sizeof c->dir) < 0) {
-        free(c);
-        return -1;
-    }
-    *state = c;
-    return 0;
+    return hs_ctx_begin(state, TEST_BUDGET_S, name);
 }
 
-static int teardown(void **state)
+static struct hs_proc *start_default(struct hs_ctx *c, const char *extra)
 {
-    struct ctx *c = *state;
-
-    hs_alarm_disarm();
-    hs_proc_free_all();
-    if (c != NULL) {
-        for (int i = 0; i < c->nfds; i++)
-            if (c->fds[i] >= 0)
-                close(c->fds[i]);
-        hs_rmtree(c->dir);
-        free(c);
-    }
-    *state = NULL;
-    return 0;
-}
-
-/* Starts the test's SIGALRM backstop and returns its context. */
-static struct ctx *begin(void **state, const char *name)
-{
-    hs_alarm_arm(TEST_BUDGET_S, name);
-    return *state;
-}
-
-/* Remembers FD for teardown. Returns FD. */
-static int track(struct ctx *c, int fd)
-{
-    if (fd >= 0 && c->nfds < MAX_FDS)
-        c->fds[c->nfds++] = fd;
-    return fd;
-}
-
-/* Closes FD and forgets it. */
-static void untrack_close(struct ctx *c, int fd)
-{
-    for (int i = 0; i < c->nfds; i++)
-        if (c->fds[i] == fd)
-            c->fds[i] = -1;
-    close(fd);
-}
-
-/* Writes c->conf (standard [server] with BIND plus EXTRA) and starts echosrv on it, expecting
- * NLISTEN listeners. Fails the test if it does not come up. */
-static struct hs_proc *start(struct ctx *c, const char *bind, int nlisten, long nofile,
-                             const char *extra)
-{
-    struct hs_proc *p;
-
-    assert_int_equal(hs_write_config(c->conf, sizeof c->conf, c->dir, "echosrv.ini", bind,
-                                     "%s", extra), 0);
-    p = hs_server_start(c->conf, nlisten, nofile, READY_MS);
-    if (p == NULL)
-        FAIL("echosrv did not start on %s", c->conf);
-    return p;
-}
-
-static struct hs_proc *start_default(struct ctx *c, const char *extra)
-{
-    return start(c, "127.0.0.1:0", 1, 0, extra);
+    return hs_ctx_start(c, "127.0.0.1:0", 1, 0, extra);
 }
 
 /* Connects to ADDR (failing the test if it cannot) and tracks the fd. */
-static int conn(struct ctx *c, const char *addr)
+static int conn(struct hs_ctx *c, const char *addr)
 {
-    int fd = hs_connect(addr, IO_MS);
-
-    if (fd < 0)
-        FAIL("cannot connect to %s: %s", addr ? addr : "(null)", strerror(errno));
-    return track(c, fd);
+    return hs_ctx_connect(c, addr, IO_MS);
 }
 
 /* True if A and B hold the same LEN bytes; otherwise prints where they first differ. */
@@ -157,9 +68,9 @@ static void assert_quiet(int fd, int ms)
     int r = hs_wait_closed(fd, ms);
 
     if (r == 1)
-        FAIL("unexpected extra bytes from the server");
+        HS_FAIL("unexpected extra bytes from the server");
     if (r == 0)
-        FAIL("the server closed the connection unexpectedly");
+        HS_FAIL("the server closed the connection unexpectedly");
 }
 
 /* Sends a BODY-byte pattern message plus separator and checks the echo, sending and receiving
@@ -189,7 +100,7 @@ static void echo_pattern(int fd, size_t body, unsigned seed)
 /* 1. A single message is echoed exactly. */
 static void test_ping(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c, "");
     int fd = conn(c, hs_addr(srv, 0));
     char buf[64];
@@ -197,7 +108,7 @@ static void test_ping(void **state)
     assert_int_equal(hs_send_all(fd, "Hello!" SEP, 10, IO_MS), 0);
     ssize_t n = hs_recv_until(fd, SEP, SEPLEN, buf, sizeof buf, IO_MS);
     if (n < 0)
-        FAIL("no reply: %s", strerror(errno));
+        HS_FAIL("no reply: %s", strerror(errno));
     assert_int_equal(n, 10);
     assert_memory_equal(buf, "Hello!" SEP, 10);
     assert_quiet(fd, 200);
@@ -206,7 +117,7 @@ static void test_ping(void **state)
 /* 2. An 8 KiB and a 3 MiB message come back byte for byte. */
 static void test_large_messages(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c, "");
     int fd = conn(c, hs_addr(srv, 0));
 
@@ -219,7 +130,7 @@ static void test_large_messages(void **state)
 /* 3. 1000 pipelined messages in one go: 1000 replies, in order, byte-exact. */
 static void test_pipelined(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c, "");
     int fd = conn(c, hs_addr(srv, 0));
     size_t cap = 1000 * 80;
@@ -258,7 +169,7 @@ static void send_piece(int fd, const void *piece, size_t len, int pause_ms)
 /* 4. Messages in pieces (separator split too) are echoed once; NUL bytes pass through. */
 static void test_fragmented(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c, "");
     int fd = conn(c, hs_addr(srv, 0));
     static const char *const pieces[] = { "Hel", "lo\r", "\n\r", "\n" };
@@ -308,7 +219,7 @@ static void test_fragmented(void **state)
 /* 5. QUIT is echoed, then the connection closes; nothing after QUIT is answered. */
 static void test_quit(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c, "");
     int fd = conn(c, hs_addr(srv, 0));
     char buf[64];
@@ -317,7 +228,7 @@ static void test_quit(void **state)
     assert_int_equal(hs_recv_exact(fd, buf, 8, IO_MS), 8);
     assert_memory_equal(buf, "QUIT" SEP, 8);
     if (hs_wait_closed(fd, 2000) != 0)
-        FAIL("the connection was not closed within 2 s after QUIT was echoed");
+        HS_FAIL("the connection was not closed within 2 s after QUIT was echoed");
 
     static const char seg[] = "Hi" SEP "QUIT" SEP "Hello" SEP;
     static const char want[] = "Hi" SEP "QUIT" SEP;
@@ -328,7 +239,7 @@ static void test_quit(void **state)
     int r = hs_wait_closed(fd, 2000);
     if (r == 1) {
         ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-        FAIL("the message after QUIT was answered (%zd more bytes)", n);
+        HS_FAIL("the message after QUIT was answered (%zd more bytes)", n);
     }
     assert_int_equal(r, 0);
 }
@@ -337,7 +248,7 @@ static void test_quit(void **state)
 static void test_concurrent(void **state)
 {
     enum { N = 200, ROUNDS = 3, MSGLEN = 16 };
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c, "");
     int fds[N];
     char want[N][MSGLEN + 1];
@@ -367,22 +278,22 @@ static void test_concurrent(void **state)
             }
             long left = deadline - hs_now_ms();
             if (left <= 0)
-                FAIL("round %d: only %d of %d replies within 10 s", r, done, N);
+                HS_FAIL("round %d: only %d of %d replies within 10 s", r, done, N);
             int pr = poll(pfd, (nfds_t)np, (int)left);
             if (pr < 0 && errno != EINTR)
-                FAIL("poll: %s", strerror(errno));
+                HS_FAIL("poll: %s", strerror(errno));
             for (int i = 0; i < N; i++) {
                 if (have[i] >= MSGLEN)
                     continue;
                 ssize_t n = recv(fds[i], got[i] + have[i], MSGLEN - have[i], MSG_DONTWAIT);
                 if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-                    FAIL("connection %d closed in round %d", i, r);
+                    HS_FAIL("connection %d closed in round %d", i, r);
                 if (n > 0) {
                     have[i] += (size_t)n;
                     if (have[i] == MSGLEN) {
                         done++;
                         if (memcmp(got[i], want[i], MSGLEN) != 0)
-                            FAIL("connection %d round %d: wrong reply", i, r);
+                            HS_FAIL("connection %d round %d: wrong reply", i, r);
                     }
                 }
             }
@@ -397,7 +308,7 @@ static void test_backpressure(void **state)
 {
     enum { MSG = 64 * 1024 };
     const size_t limit = (size_t)256 << 20;
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c, "");
     int b = conn(c, hs_addr(srv, 0));
     int a = conn(c, hs_addr(srv, 0));
@@ -425,8 +336,8 @@ static void test_backpressure(void **state)
             continue;
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             free(msg);
-            FAIL("send failed after %zu bytes: %s (the server dropped the slow client?)",
-                     total, strerror(errno));
+            HS_FAIL("send failed after %zu bytes: %s (the server dropped the slow client?)",
+                    total, strerror(errno));
         }
         struct pollfd pfd = { a, POLLOUT, 0 };
         int pr = poll(&pfd, 1, 2000);
@@ -441,17 +352,17 @@ static void test_backpressure(void **state)
             stalled ? "then the kernel refused for 2 s" : "without a stall", rss0, rss1);
     assert_true(rss1 > 0);
     if (rss1 - rss0 >= 48 * 1024)
-        FAIL("server VmRSS grew by %ld KiB (limit 48 MiB): no backpressure", rss1 - rss0);
+        HS_FAIL("server VmRSS grew by %ld KiB (limit 48 MiB): no backpressure", rss1 - rss0);
     assert_int_equal(hs_ping(b, "still served?" SEP, 2000), 0);
     long rss2 = hs_proc_rss_kb(hs_pid(srv));
     if (rss2 - rss0 >= 48 * 1024)
-        FAIL("server VmRSS grew by %ld KiB (limit 48 MiB): no backpressure", rss2 - rss0);
+        HS_FAIL("server VmRSS grew by %ld KiB (limit 48 MiB): no backpressure", rss2 - rss0);
 }
 
 /* 8. A message past max_message closes that connection only; exactly max_message is fine. */
 static void test_max_message(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c, "max_message = 1024\n");
     int b = conn(c, hs_addr(srv, 0));
     int a = conn(c, hs_addr(srv, 0));
@@ -463,8 +374,8 @@ static void test_max_message(void **state)
     hs_send_all(a, big, sizeof big, IO_MS);     /* may fail once the server resets */
     int r = hs_wait_closed(a, 3000);
     if (r < 0)
-        FAIL("a 4 KiB message without separator (max_message = 1024) did not close "
-                 "the connection within 3 s");
+        HS_FAIL("a 4 KiB message without separator (max_message = 1024) did not close "
+                "the connection within 3 s");
     assert_int_equal(r, 0);
     assert_int_equal(hs_ping(b, "after" SEP, IO_MS), 0);
 
@@ -476,8 +387,8 @@ static void test_max_message(void **state)
     size_t got = 0;
     int rc = hs_exchange(d, exact, sizeof exact, reply, sizeof reply, IO_MS, &got);
     if (rc < 0)
-        FAIL("a 1024-byte frame (max_message = 1024) was not echoed: got %zu bytes, %s",
-                 got, strerror(errno));
+        HS_FAIL("a 1024-byte frame (max_message = 1024) was not echoed: got %zu bytes, %s",
+                got, strerror(errno));
     assert_true(same_bytes("1024-byte frame", exact, reply, sizeof exact));
     assert_quiet(d, 100);
 }
@@ -485,7 +396,7 @@ static void test_max_message(void **state)
 /* 9. idle_timeout closes idle connections, not active ones. */
 static void test_idle_timeout(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c, "idle_timeout = 1\n");
     int a = conn(c, hs_addr(srv, 0));
     long t0 = hs_now_ms();
@@ -497,8 +408,8 @@ static void test_idle_timeout(void **state)
     while (hs_now_ms() < t0 + 2500) {
         if (hs_now_ms() >= next_ping) {
             if (hs_ping(b, "keepalive" SEP, 1000) < 0)
-                FAIL("the active connection was not served after %ld ms",
-                         hs_now_ms() - t0);
+                HS_FAIL("the active connection was not served after %ld ms",
+                        hs_now_ms() - t0);
             pings++;
             next_ping += 300;
         }
@@ -508,7 +419,7 @@ static void test_idle_timeout(void **state)
         if (a_closed < 0) {
             int r = hs_wait_closed(a, wait);
             if (r == 1)
-                FAIL("unexpected data on the idle connection");
+                HS_FAIL("unexpected data on the idle connection");
             if (r == 0)
                 a_closed = hs_now_ms() - t0;
         } else if (wait > 0) {
@@ -516,7 +427,7 @@ static void test_idle_timeout(void **state)
         }
     }
     if (hs_ping(b, "still open" SEP, 1000) < 0)
-        FAIL("the connection pinging every 300 ms was closed (idle_timeout = 1)");
+        HS_FAIL("the connection pinging every 300 ms was closed (idle_timeout = 1)");
     if (a_closed < 0) {
         int r = hs_wait_closed(a, (int)(t0 + 4000 - hs_now_ms()));
         if (r == 0)
@@ -525,16 +436,16 @@ static void test_idle_timeout(void **state)
     fprintf(stderr, "# idle connection closed after %ld ms; %d pings on the active one\n",
             a_closed, pings);
     if (a_closed < 0)
-        FAIL("the idle connection was not closed within 4 s (idle_timeout = 1)");
+        HS_FAIL("the idle connection was not closed within 4 s (idle_timeout = 1)");
     if (a_closed < 950)
-        FAIL("the idle connection was closed after %ld ms, before idle_timeout = 1 s",
-                 a_closed);
+        HS_FAIL("the idle connection was closed after %ld ms, before idle_timeout = 1 s",
+                a_closed);
 }
 
 /* 10. max_connections: the next connection is refused promptly; a freed slot is reusable. */
 static void test_max_connections(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c, "max_connections = 5\n");
     const char *addr = hs_addr(srv, 0);
     int fds[5];
@@ -546,13 +457,13 @@ static void test_max_connections(void **state)
     int sixth = conn(c, addr);
     int r = hs_wait_closed(sixth, 2000);
     if (r == 1)
-        FAIL("the 6th connection (max_connections = 5) got data instead of a close");
+        HS_FAIL("the 6th connection (max_connections = 5) got data instead of a close");
     if (r < 0)
-        FAIL("the 6th connection (max_connections = 5) was not closed within 2 s");
+        HS_FAIL("the 6th connection (max_connections = 5) was not closed within 2 s");
     for (int i = 0; i < 5; i++)
         assert_int_equal(hs_ping(fds[i], "still in" SEP, IO_MS), 0);
 
-    untrack_close(c, fds[0]);
+    hs_ctx_untrack_close(c, fds[0]);
     long deadline = hs_now_ms() + 3000;
     bool served = false;
     int attempts = 0;
@@ -567,11 +478,11 @@ static void test_max_connections(void **state)
         else
             hs_sleep_ms(50);
         if (!served)
-            untrack_close(c, fd);
+            hs_ctx_untrack_close(c, fd);
     }
     if (!served)
-        FAIL("after closing one of 5 connections, no new connection was served within 3 s "
-                 "(%d attempts)", attempts);
+        HS_FAIL("after closing one of 5 connections, no new connection was served within 3 s "
+                "(%d attempts)", attempts);
 }
 
 /* Runs echosrv with ARGS; asserts exit status WANT and returns the output (caller frees). */
@@ -589,17 +500,17 @@ static char *run_expect(const char *const args[], int want)
         fprintf(stderr, "# output of echosrv%s:\n# %s\n", cmd, out ? out : "");
         free(out);
         if (st < 0)
-            FAIL("echosrv%s did not exit within 5 s", cmd);
+            HS_FAIL("echosrv%s did not exit within 5 s", cmd);
         if (WIFSIGNALED(st))
-            FAIL("echosrv%s was killed by signal %d", cmd, WTERMSIG(st));
-        FAIL("echosrv%s exited with %d, expected %d", cmd, WEXITSTATUS(st), want);
+            HS_FAIL("echosrv%s was killed by signal %d", cmd, WTERMSIG(st));
+        HS_FAIL("echosrv%s exited with %d, expected %d", cmd, WEXITSTATUS(st), want);
     }
     return out;
 }
 
 /* Checks one bad configuration: both -t and a real start exit 1 naming FILE:LINE and, if not
  * NULL, WORD. */
-static void check_bad_config(struct ctx *c, const char *name, int line, const char *word,
+static void check_bad_config(struct hs_ctx *c, const char *name, int line, const char *word,
                              const char *text)
 {
     char path[512];
@@ -619,19 +530,19 @@ static void check_bad_config(struct ctx *c, const char *name, int line, const ch
                     out);
         free(out);
         if (!ok)
-            FAIL("%s (%s): expected '%s' in the output", name, mode == 0 ? "-t" : "run", want);
+            HS_FAIL("%s (%s): expected '%s' in the output", name, mode == 0 ? "-t" : "run", want);
         if (!has_word)
-            FAIL("%s (%s): expected the message to name '%s'", name,
-                     mode == 0 ? "-t" : "run", word);
+            HS_FAIL("%s (%s): expected the message to name '%s'", name,
+                    mode == 0 ? "-t" : "run", word);
         if (served)
-            FAIL("%s: echosrv started listening despite the error", name);
+            HS_FAIL("%s: echosrv started listening despite the error", name);
     }
 }
 
 /* 11. Configuration errors name FILE:LINE and exit 1; the command line behaves. */
 static void test_config_and_cli(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     const char *pd = hs_env_path("ES_PLUGIN_DIR");
     char text[2048];
     char good[512];
@@ -679,7 +590,7 @@ static void test_config_and_cli(void **state)
         bool ok = strstr(out, "-c") != NULL;
         free(out);
         if (!ok)
-            FAIL("echosrv %s: the usage does not mention -c", help_opts[i]);
+            HS_FAIL("echosrv %s: the usage does not mention -c", help_opts[i]);
     }
     static const char *const version_opts[] = { "-V", "--version" };
     for (int i = 0; i < 2; i++) {
@@ -688,7 +599,7 @@ static void test_config_and_cli(void **state)
         bool ok = strpbrk(out, "0123456789") != NULL;
         free(out);
         if (!ok)
-            FAIL("echosrv %s: no version number printed", version_opts[i]);
+            HS_FAIL("echosrv %s: no version number printed", version_opts[i]);
     }
     const char *bad_opt[] = { "-Z", NULL };
     free(run_expect(bad_opt, 2));
@@ -751,7 +662,7 @@ done:
 static void test_sigterm(void **state)
 {
     enum { N = 20 };
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c, "shutdown_timeout = 3\n");
     static struct pp_client cl[N];
     pthread_t th[N];
@@ -797,21 +708,21 @@ static void test_sigterm(void **state)
     memcpy(whole + BIG, SEP, SEPLEN);
     int fa = conn(c, hs_addr(srv, 0)), fb = conn(c, hs_addr(srv, 0));
     if (hs_send_all(fa, half, BIG / 2, IO_MS) < 0 || hs_send_all(fb, whole, BIGLEN, IO_MS) < 0)
-        FAIL("cannot send the in-flight messages: %s", strerror(errno));
+        HS_FAIL("cannot send the in-flight messages: %s", strerror(errno));
 
     long t0 = hs_now_ms();
     kill(hs_pid(srv), SIGTERM);
     if (hs_send_all(fa, half + BIG / 2, BIGLEN - BIG / 2, IO_MS) < 0)
-        FAIL("the rest of a message begun before SIGTERM was refused: %s", strerror(errno));
+        HS_FAIL("the rest of a message begun before SIGTERM was refused: %s", strerror(errno));
     ssize_t na = hs_recv_exact(fa, back, BIGLEN, IO_MS);
     if (na != BIGLEN || !same_bytes("reply to a message finished after SIGTERM", back, half,
                                     BIGLEN))
-        FAIL("message begun before SIGTERM: %zd of %d reply bytes", na, (int)BIGLEN);
+        HS_FAIL("message begun before SIGTERM: %zd of %d reply bytes", na, (int)BIGLEN);
     ssize_t nb = hs_recv_exact(fb, back, BIGLEN, IO_MS);
     if (nb != BIGLEN || !same_bytes("reply in flight at SIGTERM", back, whole, BIGLEN))
-        FAIL("reply in flight at SIGTERM: %zd of %d bytes", nb, (int)BIGLEN);
+        HS_FAIL("reply in flight at SIGTERM: %zd of %d bytes", nb, (int)BIGLEN);
     if (hs_wait_closed(fa, IO_MS) < 0 || hs_wait_closed(fb, IO_MS) < 0)
-        FAIL("connections not closed after their replies during shutdown");
+        HS_FAIL("connections not closed after their replies during shutdown");
     free(half);
     free(whole);
     free(back);
@@ -829,33 +740,33 @@ static void test_sigterm(void **state)
     for (int i = 0; i < N; i++) {
         total += atomic_load(&cl[i].rounds);
         if (cl[i].violation == PP_PARTIAL)
-            FAIL("client %d: connection closed mid-reply after %zu of %d bytes (%s)", i,
-                     cl[i].partial, 512 * 1024 + SEPLEN, strerror(cl[i].err));
+            HS_FAIL("client %d: connection closed mid-reply after %zu of %d bytes (%s)", i,
+                    cl[i].partial, 512 * 1024 + SEPLEN, strerror(cl[i].err));
         if (cl[i].violation == PP_MISMATCH)
-            FAIL("client %d: reply differs from the request", i);
+            HS_FAIL("client %d: reply differs from the request", i);
         if (cl[i].violation == PP_TIMEOUT)
-            FAIL("client %d: no reply and no close within %d ms (%zu bytes received)", i,
-                     IO_MS, cl[i].partial);
+            HS_FAIL("client %d: no reply and no close within %d ms (%zu bytes received)", i,
+                    IO_MS, cl[i].partial);
         if (atomic_load(&cl[i].rounds) < 2)
-            FAIL("client %d: only %d complete replies before SIGTERM", i,
-                     atomic_load(&cl[i].rounds));
+            HS_FAIL("client %d: only %d complete replies before SIGTERM", i,
+                    atomic_load(&cl[i].rounds));
     }
     fprintf(stderr, "# %d complete replies (%d before SIGTERM); exit %ld ms after SIGTERM\n",
             total, before, took);
     if (st < 0)
-        FAIL("echosrv did not exit within shutdown_timeout (3 s) + 1.5 s of SIGTERM");
+        HS_FAIL("echosrv did not exit within shutdown_timeout (3 s) + 1.5 s of SIGTERM");
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         hs_dump_output(srv, "bad exit status");
         if (WIFSIGNALED(st))
-            FAIL("echosrv died of signal %d after SIGTERM", WTERMSIG(st));
-        FAIL("echosrv exited with %d after SIGTERM, expected 0", WEXITSTATUS(st));
+            HS_FAIL("echosrv died of signal %d after SIGTERM", WTERMSIG(st));
+        HS_FAIL("echosrv exited with %d after SIGTERM, expected 0", WEXITSTATUS(st));
     }
 }
 
 /* 13. Several listeners (TCP, Unix, IPv6 when available) each serve. */
 static void test_listeners(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     bool v6 = hs_have_ipv6_loopback();
     char bind[400];
     char unix_addr[300];
@@ -868,28 +779,28 @@ static void test_listeners(void **state)
     int n = v6 ? 3 : 2;
     if (!v6)
         fprintf(stderr, "# no ::1 in /proc/net/if_inet6: IPv6 part left out\n");
-    struct hs_proc *srv = start(c, bind, n, 0, "");
+    struct hs_proc *srv = hs_ctx_start(c, bind, n, 0, "");
     for (int i = 0; i < n; i++) {
         const char *addr = hs_addr(srv, i);
         assert_non_null(addr);
         if (strncmp(addr, "127.0.0.1:", 10) == 0) {
             if (strcmp(addr, "127.0.0.1:0") == 0)
-                FAIL("listener logged as %s, not with its actual port", addr);
+                HS_FAIL("listener logged as %s, not with its actual port", addr);
             seen_v4 = true;
         } else if (strncmp(addr, "[::1]:", 6) == 0) {
             if (strcmp(addr, "[::1]:0") == 0)
-                FAIL("listener logged as %s, not with its actual port", addr);
+                HS_FAIL("listener logged as %s, not with its actual port", addr);
             seen_v6 = true;
         } else if (strcmp(addr, unix_addr) == 0) {
             seen_unix = true;
         } else {
-            FAIL("unexpected listener address '%s'", addr);
+            HS_FAIL("unexpected listener address '%s'", addr);
         }
         int fd = conn(c, addr);
         char msg[256];
         snprintf(msg, sizeof msg, "via %s" SEP, addr);
         if (hs_ping(fd, msg, IO_MS) < 0)
-            FAIL("no echo through %s", addr);
+            HS_FAIL("no echo through %s", addr);
     }
     assert_true(seen_v4);
     assert_true(seen_unix);
@@ -900,16 +811,16 @@ static void test_listeners(void **state)
 static void test_emfile(void **state)
 {
     enum { N = 100 };
-    struct ctx *c = begin(state, __func__);
-    struct hs_proc *srv = start(c, "127.0.0.1:0", 1, 64, "");
+    struct hs_ctx *c = begin(state, __func__);
+    struct hs_proc *srv = hs_ctx_start(c, "127.0.0.1:0", 1, 64, "");
     const char *addr = hs_addr(srv, 0);
     int fds[N];
     int connected = 0;
 
     for (int i = 0; i < N; i++) {
-        fds[i] = track(c, hs_connect_nb(addr));
+        fds[i] = hs_ctx_track(c, hs_connect_nb(addr));
         if (fds[i] < 0)
-            FAIL("connect #%d: %s", i, strerror(errno));
+            HS_FAIL("connect #%d: %s", i, strerror(errno));
     }
     /* Wait (bounded) for the handshakes; the kernel completes them from the backlog. */
     long deadline = hs_now_ms() + 2000;
@@ -922,7 +833,7 @@ static void test_emfile(void **state)
     fprintf(stderr, "# %d of %d connections completed the handshake\n", connected, N);
     for (int i = 0; i < 5; i++)
         if (hs_ping(fds[i], "early bird" SEP, 3000) < 0)
-            FAIL("connection #%d, opened before the limit, is not served", i);
+            HS_FAIL("connection #%d, opened before the limit, is not served", i);
 
     fprintf(stderr, "# the server holds %d fds (RLIMIT_NOFILE 64)\n",
             hs_proc_fd_count(hs_pid(srv)));
@@ -932,18 +843,18 @@ static void test_emfile(void **state)
     assert_true(cpu0 >= 0 && cpu1 >= 0);
     fprintf(stderr, "# server CPU over 1 s at the fd limit: %.2f s\n", cpu1 - cpu0);
     if (cpu1 - cpu0 >= 0.3)
-        FAIL("echosrv used %.2f s CPU in 1 s at the fd limit: it spins on EMFILE",
-                 cpu1 - cpu0);
+        HS_FAIL("echosrv used %.2f s CPU in 1 s at the fd limit: it spins on EMFILE",
+                cpu1 - cpu0);
     for (int i = 0; i < 5; i++)
         if (hs_ping(fds[i], "still here" SEP, 3000) < 0)
-            FAIL("connection #%d stopped being served at the fd limit", i);
+            HS_FAIL("connection #%d stopped being served at the fd limit", i);
 
     for (int i = 0; i < N; i++)
-        untrack_close(c, fds[i]);
+        hs_ctx_untrack_close(c, fds[i]);
     deadline = hs_now_ms() + 8000;
     bool served = false;
     while (!served && hs_now_ms() < deadline) {
-        int fd = track(c, hs_connect(addr, 1000));
+        int fd = hs_ctx_track(c, hs_connect(addr, 1000));
         char buf[16];
         if (fd >= 0) {
             int left = (int)(deadline - hs_now_ms());
@@ -951,26 +862,25 @@ static void test_emfile(void **state)
                 hs_recv_exact(fd, buf, 13, left > 0 ? left : 1) == 13 &&
                 memcmp(buf, "recovered" SEP, 13) == 0)
                 served = true;
-            untrack_close(c, fd);
+            hs_ctx_untrack_close(c, fd);
         }
         if (!served)
             hs_sleep_ms(100);
     }
     if (!served)
-        FAIL("after the clients left, a new connection was not served within 8 s");
+        HS_FAIL("after the clients left, a new connection was not served within 8 s");
 }
 
 /* Writes the whole INI file NAME in the test's directory from FMT (c->conf gets its path) and
  * starts echosrv on it, expecting one listener. Fails the test if it does not come up. */
-static struct hs_proc *start_ini(struct ctx *c, const char *name, long nofile, const char *fmt,
+static struct hs_proc *start_ini(struct hs_ctx *c, const char *name, long nofile, const char *fmt,
                                  ...) __attribute__((format(printf, 4, 5)));
 
-static struct hs_proc *start_ini(struct ctx *c, const char *name, long nofile, const char *fmt,
+static struct hs_proc *start_ini(struct hs_ctx *c, const char *name, long nofile, const char *fmt,
                                  ...)
 {
     va_list ap;
     char *text = NULL;
-    struct hs_proc *p;
 
     va_start(ap, fmt);
     int rc = vasprintf(&text, fmt, ap);
@@ -979,10 +889,7 @@ static struct hs_proc *start_ini(struct ctx *c, const char *name, long nofile, c
     rc = hs_write_file(c->conf, sizeof c->conf, c->dir, name, "%s", text);
     free(text);
     assert_int_equal(rc, 0);
-    p = hs_server_start(c->conf, 1, nofile, READY_MS);
-    if (p == NULL)
-        FAIL("echosrv did not start on %s", c->conf);
-    return p;
+    return hs_ctx_start_conf(c, 1, nofile);
 }
 
 /* SIGTERMs SRV and asserts that it exits with status 0 within STOP_MS. */
@@ -992,14 +899,14 @@ static void stop_ok(struct hs_proc *srv, const char *what)
 
     if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         hs_dump_output(srv, "bad exit after SIGTERM");
-        FAIL("%s: echosrv did not exit with status 0 after SIGTERM (wait status %d)", what, st);
+        HS_FAIL("%s: echosrv did not exit with status 0 after SIGTERM (wait status %d)", what, st);
     }
 }
 
 /* 15. threads: the process has exactly that many workers plus the main thread. */
 static void test_threads(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     const char *pd = hs_env_path("ES_PLUGIN_DIR");
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     static const char *const values[] = { "1", "3", "0" };
@@ -1015,10 +922,10 @@ static void test_threads(void **state)
         int tasks = hs_proc_task_count(hs_pid(srv));
         int fd = conn(c, hs_addr(srv, 0));
         assert_int_equal(hs_ping(fd, "threads" SEP, IO_MS), 0);
-        untrack_close(c, fd);
+        hs_ctx_untrack_close(c, fd);
         if (tasks != workers + 1)
-            FAIL("threads = %s: %d threads in /proc/%d/task, expected %ld workers + main = %ld",
-                 values[i], tasks, (int)hs_pid(srv), workers, workers + 1);
+            HS_FAIL("threads = %s: %d threads in /proc/%d/task, expected %ld workers + main = %ld",
+                    values[i], tasks, (int)hs_pid(srv), workers, workers + 1);
         hs_proc_free(srv);
     }
 }
@@ -1042,7 +949,7 @@ static bool too_verbose(const char *line, size_t len, int max)
  * verbose; 'listening on' is printed at every level. */
 static void test_log_level(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     const char *pd = hs_env_path("ES_PLUGIN_DIR");
     static const char *const levels[] = { "error", "warn", "info", "debug" };
     char big[100];
@@ -1061,10 +968,10 @@ static void test_log_level(void **state)
         int b = conn(c, hs_addr(srv, 0));
         hs_send_all(b, big, sizeof big, IO_MS);
         if (hs_wait_closed(b, 3000) != 0)
-            FAIL("log_level = %s: a 100-byte message (max_message = 64) did not close the "
-                 "connection", levels[lv]);
-        untrack_close(c, a);
-        untrack_close(c, b);
+            HS_FAIL("log_level = %s: a 100-byte message (max_message = 64) did not close the "
+                    "connection", levels[lv]);
+        hs_ctx_untrack_close(c, a);
+        hs_ctx_untrack_close(c, b);
         stop_ok(srv, levels[lv]);       /* afterwards the output is complete */
 
         char *out = hs_output(srv);
@@ -1094,18 +1001,18 @@ static void test_log_level(void **state)
             hs_dump_output(srv, "unexpected log");
         hs_proc_free(srv);
         if (!listening)
-            FAIL("log_level = %s: no 'listening on' line", levels[lv]);
+            HS_FAIL("log_level = %s: no 'listening on' line", levels[lv]);
         if (warned != (lv >= 1))
-            FAIL("log_level = %s: the max_message warning was %s", levels[lv],
-                 warned ? "printed" : "not printed");
+            HS_FAIL("log_level = %s: the max_message warning was %s", levels[lv],
+                    warned ? "printed" : "not printed");
         if (informed != (lv >= 2))
-            FAIL("log_level = %s: the start-up info line ('... worker threads') was %s",
-                 levels[lv], informed ? "printed" : "not printed");
+            HS_FAIL("log_level = %s: the start-up info line ('... worker threads') was %s",
+                    levels[lv], informed ? "printed" : "not printed");
         if (debugged != (lv >= 3))
-            FAIL("log_level = %s: 'connection from' was %s", levels[lv],
-                 debugged ? "printed" : "not printed");
+            HS_FAIL("log_level = %s: 'connection from' was %s", levels[lv],
+                    debugged ? "printed" : "not printed");
         if (bad != NULL)
-            FAIL("log_level = %s: a more verbose line was printed: %s", levels[lv], badline);
+            HS_FAIL("log_level = %s: a more verbose line was printed: %s", levels[lv], badline);
     }
 }
 
@@ -1113,7 +1020,7 @@ static void test_log_level(void **state)
  * the connection is closed and the server exits 0. */
 static void test_shutdown_timeout(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c, "shutdown_timeout = 1\n");
     int fd = conn(c, hs_addr(srv, 0));
 
@@ -1128,30 +1035,30 @@ static void test_shutdown_timeout(void **state)
     fprintf(stderr, "# shutdown_timeout = 1: connection closed after %ld ms, exit after %ld ms\n",
             closed, exited);
     if (r == 1)
-        FAIL("the server sent data to a client with half a message during shutdown");
+        HS_FAIL("the server sent data to a client with half a message during shutdown");
     if (r < 0)
-        FAIL("the connection holding half a message was not closed within 5 s of SIGTERM");
+        HS_FAIL("the connection holding half a message was not closed within 5 s of SIGTERM");
     if (closed < 800)
-        FAIL("the connection holding half a message was closed %ld ms after SIGTERM, before "
-             "shutdown_timeout = 1 s", closed);
+        HS_FAIL("the connection holding half a message was closed %ld ms after SIGTERM, before "
+                "shutdown_timeout = 1 s", closed);
     if (st < 0) {
         hs_dump_output(srv, "no exit");
-        FAIL("echosrv did not exit within 5 s of SIGTERM (shutdown_timeout = 1)");
+        HS_FAIL("echosrv did not exit within 5 s of SIGTERM (shutdown_timeout = 1)");
     }
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         hs_dump_output(srv, "bad exit status");
-        FAIL("echosrv exited with wait status %d after SIGTERM, expected exit 0", st);
+        HS_FAIL("echosrv exited with wait status %d after SIGTERM, expected exit 0", st);
     }
     if (exited < 800 || exited >= 3000)
-        FAIL("echosrv exited %ld ms after SIGTERM; shutdown_timeout = 1 wants 800 to 3000 ms",
-             exited);
+        HS_FAIL("echosrv exited %ld ms after SIGTERM; shutdown_timeout = 1 wants 800 to 3000 ms",
+                exited);
 }
 
 /* 18. shutdown_timeout = 10 is a bound, not a delay: idle connections get a FIN at once and
  * the server exits within ~2 s even if a client never closes its side. */
 static void test_shutdown_idle(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c, "shutdown_timeout = 10\n");
     int polite = conn(c, hs_addr(srv, 0));
     int silent = conn(c, hs_addr(srv, 0));
@@ -1161,38 +1068,38 @@ static void test_shutdown_idle(void **state)
     long t0 = hs_now_ms();
     kill(hs_pid(srv), SIGTERM);
     if (hs_wait_closed(polite, 1500) != 0)
-        FAIL("an idle connection got no FIN within 1.5 s of SIGTERM");
-    untrack_close(c, polite);           /* answers the FIN, as a real client does */
+        HS_FAIL("an idle connection got no FIN within 1.5 s of SIGTERM");
+    hs_ctx_untrack_close(c, polite);    /* answers the FIN, as a real client does */
     if (hs_wait_closed(silent, 1500) != 0)
-        FAIL("an idle connection got no FIN within 1.5 s of SIGTERM");
+        HS_FAIL("an idle connection got no FIN within 1.5 s of SIGTERM");
     int st = hs_wait_exit(srv, (int)(t0 + 8000 - hs_now_ms()));
     long exited = hs_now_ms() - t0;
     fprintf(stderr, "# idle clients, shutdown_timeout = 10: exit %ld ms after SIGTERM\n", exited);
     if (st < 0) {
         hs_dump_output(srv, "no exit");
-        FAIL("echosrv did not exit within 8 s of SIGTERM with only idle clients");
+        HS_FAIL("echosrv did not exit within 8 s of SIGTERM with only idle clients");
     }
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         hs_dump_output(srv, "bad exit status");
-        FAIL("echosrv exited with wait status %d after SIGTERM, expected exit 0", st);
+        HS_FAIL("echosrv exited with wait status %d after SIGTERM, expected exit 0", st);
     }
     if (exited >= 3000)
-        FAIL("with only idle clients echosrv took %ld ms to exit after SIGTERM (want < 3000 ms; "
-             "shutdown_timeout = 10 must not be waited out)", exited);
+        HS_FAIL("with only idle clients echosrv took %ld ms to exit after SIGTERM (want < 3000 ms; "
+                "shutdown_timeout = 10 must not be waited out)", exited);
 }
 
 /* Opens N non-blocking connections to ADDR and returns how many completed the handshake
  * (writable, SO_ERROR 0) within MS; closes them all. */
-static int count_handshakes(struct ctx *c, const char *addr, int n, int ms)
+static int count_handshakes(struct hs_ctx *c, const char *addr, int n, int ms)
 {
     int fds[64];
     int ok = 0;
 
     assert_true(n <= 64);
     for (int i = 0; i < n; i++) {
-        fds[i] = track(c, hs_connect_nb(addr));
+        fds[i] = hs_ctx_track(c, hs_connect_nb(addr));
         if (fds[i] < 0)
-            FAIL("connect #%d to %s: %s", i, addr, strerror(errno));
+            HS_FAIL("connect #%d to %s: %s", i, addr, strerror(errno));
     }
     long deadline = hs_now_ms() + ms;
     for (int i = 0; i < n; i++) {
@@ -1205,20 +1112,20 @@ static int count_handshakes(struct ctx *c, const char *addr, int n, int ms)
             ok++;
     }
     for (int i = 0; i < n; i++)
-        untrack_close(c, fds[i]);
+        hs_ctx_untrack_close(c, fds[i]);
     return ok;
 }
 
 /* Starts echosrv with EXTRA such that it cannot accept a single connection: RLIMIT_NOFILE is
  * the number of fds the same configuration holds when idle (measured on a first run). */
-static struct hs_proc *start_unable_to_accept(struct ctx *c, const char *extra)
+static struct hs_proc *start_unable_to_accept(struct hs_ctx *c, const char *extra)
 {
     struct hs_proc *probe = start_default(c, extra);
     int nfd = hs_proc_fd_count(hs_pid(probe));
 
     hs_proc_free(probe);
     assert_true(nfd > 3);
-    return start(c, "127.0.0.1:0", 1, nfd, extra);
+    return hs_ctx_start(c, "127.0.0.1:0", 1, nfd, extra);
 }
 
 /* 19. backlog: with the accept queue never drained, backlog = 4 lets only a few handshakes
@@ -1226,7 +1133,7 @@ static struct hs_proc *start_unable_to_accept(struct ctx *c, const char *extra)
 static void test_backlog(void **state)
 {
     enum { N = 40 };
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_unable_to_accept(c, "backlog = 4\n");
     int small = count_handshakes(c, hs_addr(srv, 0), N, 1000);
     hs_proc_free(srv);
@@ -1237,35 +1144,35 @@ static void test_backlog(void **state)
     fprintf(stderr, "# handshakes completed out of %d with nothing accepted: backlog = 4: %d; "
             "default backlog: %d\n", N, small, dflt);
     if (dflt != N)
-        FAIL("default backlog (1024): only %d of %d handshakes completed", dflt, N);
+        HS_FAIL("default backlog (1024): only %d of %d handshakes completed", dflt, N);
     if (small > 12)
-        FAIL("backlog = 4: %d of %d handshakes completed (expected at most about 5; at most 12 "
-             "allowed)", small, N);
+        HS_FAIL("backlog = 4: %d of %d handshakes completed (expected at most about 5; at most 12 "
+                "allowed)", small, N);
     if (small < 1)
-        FAIL("backlog = 4: no handshake completed at all");
+        HS_FAIL("backlog = 4: no handshake completed at all");
 }
 
 /* Pings through ADDR; fails the test naming WHAT if it does not work. */
-static void ping_via(struct ctx *c, const char *addr, const char *what)
+static void ping_via(struct hs_ctx *c, const char *addr, const char *what)
 {
     int fd = hs_connect(addr, IO_MS);
     char msg[200];
 
     if (fd < 0)
-        FAIL("bind = :0: cannot connect to %s (%s): %s", addr, what, strerror(errno));
-    track(c, fd);
+        HS_FAIL("bind = :0: cannot connect to %s (%s): %s", addr, what, strerror(errno));
+    hs_ctx_track(c, fd);
     snprintf(msg, sizeof msg, "via %s" SEP, addr);
     if (hs_ping(fd, msg, IO_MS) < 0)
-        FAIL("bind = :0: no echo through %s (%s)", addr, what);
-    untrack_close(c, fd);
+        HS_FAIL("bind = :0: no echo through %s (%s)", addr, what);
+    hs_ctx_untrack_close(c, fd);
 }
 
 /* 20. bind = :0 listens on every interface, IPv4 and IPv6. */
 static void test_bind_any(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     bool v6 = hs_have_ipv6_loopback();
-    struct hs_proc *srv = start(c, ":0", 1, 0, "");
+    struct hs_proc *srv = hs_ctx_start(c, ":0", 1, 0, "");
     const char *addr = hs_addr(srv, 0);
     const char *colon;
     char target[HS_ADDR_MAX];
@@ -1273,12 +1180,12 @@ static void test_bind_any(void **state)
     assert_non_null(addr);
     fprintf(stderr, "# bind = :0 logged as %s\n", addr);
     if (strncmp(addr, "[::]:", 5) != 0 && (v6 || strncmp(addr, "0.0.0.0:", 8) != 0))
-        FAIL("bind = :0 was logged as '%s', expected [::]:PORT%s", addr,
-             v6 ? "" : " or 0.0.0.0:PORT");
+        HS_FAIL("bind = :0 was logged as '%s', expected [::]:PORT%s", addr,
+                v6 ? "" : " or 0.0.0.0:PORT");
     colon = strrchr(addr, ':');
     long port = strtol(colon + 1, NULL, 10);
     if (port <= 0 || port > 65535)
-        FAIL("bind = :0 was logged as '%s': no port", addr);
+        HS_FAIL("bind = :0 was logged as '%s': no port", addr);
 
     snprintf(target, sizeof target, "127.0.0.1:%ld", port);
     ping_via(c, target, "IPv4 loopback");
@@ -1293,7 +1200,7 @@ static void test_bind_any(void **state)
 /* 21. plugin_dir and a plugin path are relative to the INI file's directory. */
 static void test_plugin_relative(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     const char *pd = hs_env_path("ES_PLUGIN_DIR");
     char link[512];
     struct hs_proc *srv;
@@ -1302,7 +1209,7 @@ static void test_plugin_relative(void **state)
     assert_non_null(pd);
     snprintf(link, sizeof link, "%s/rel", c->dir);
     if (symlink(pd, link) < 0)
-        FAIL("symlink %s -> %s: %s", link, pd, strerror(errno));
+        HS_FAIL("symlink %s -> %s: %s", link, pd, strerror(errno));
     if (access("rel", F_OK) == 0)
         fprintf(stderr, "# note: ./rel exists in the working directory too\n");
 
@@ -1311,16 +1218,16 @@ static void test_plugin_relative(void **state)
                     "plugin_dir = rel\n");
     fd = conn(c, hs_addr(srv, 0));
     if (hs_ping(fd, "plugin_dir = rel" SEP, IO_MS) < 0)
-        FAIL("plugin_dir = rel: no echo");
-    untrack_close(c, fd);
+        HS_FAIL("plugin_dir = rel: no echo");
+    hs_ctx_untrack_close(c, fd);
     hs_proc_free(srv);
 
     srv = start_ini(c, "relpath.ini", 0,
                     "[server]\nbind = 127.0.0.1:0\nthreads = 1\nplugin = ./rel/echo.so\n");
     fd = conn(c, hs_addr(srv, 0));
     if (hs_ping(fd, "plugin = ./rel/echo.so" SEP, IO_MS) < 0)
-        FAIL("plugin = ./rel/echo.so: no echo");
-    untrack_close(c, fd);
+        HS_FAIL("plugin = ./rel/echo.so: no echo");
+    hs_ctx_untrack_close(c, fd);
     hs_proc_free(srv);
 }
 
@@ -1329,7 +1236,7 @@ static void test_plugin_relative(void **state)
 static void test_close_while_paused(void **state)
 {
     enum { BIG = 8 * 1024 * 1024 };
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c, "");
     int fd = conn(c, hs_addr(srv, 0));
     char *big = malloc(BIG);
@@ -1338,26 +1245,26 @@ static void test_close_while_paused(void **state)
     /* The 8 MiB reply is queued unread (the server stops reading this connection), QUIT
      * arrives with the end of the message, and one more request behind them. */
     if (hs_send_all(fd, big, BIG, IO_MS) < 0)
-        FAIL("cannot send 8 MiB: %s", strerror(errno));
+        HS_FAIL("cannot send 8 MiB: %s", strerror(errno));
     static const char tail[] = "\r\n\r\nQUIT\r\n\r\n";
     if (hs_send_all(fd, tail, sizeof tail - 1, IO_MS) < 0)
-        FAIL("cannot send QUIT: %s", strerror(errno));
+        HS_FAIL("cannot send QUIT: %s", strerror(errno));
     if (hs_recv_exact(fd, big, 1, IO_MS) != 1) /* the reply has begun: both were handled */
-        FAIL("no reply to the 8 MiB message: %s", strerror(errno));
+        HS_FAIL("no reply to the 8 MiB message: %s", strerror(errno));
     if (hs_send_all(fd, "more\r\n\r\n", 8, IO_MS) < 0)
-        FAIL("cannot send the last request: %s", strerror(errno));
+        HS_FAIL("cannot send the last request: %s", strerror(errno));
     /* Read the reply and QUIT's until the server closes its side. */
     size_t want = BIG + 2 * SEPLEN + 4 - 1, got = 0;
     for (;;) {
         ssize_t n = hs_recv_exact(fd, big, BIG, IO_MS);
         if (n < 0)
-            FAIL("reading the replies: %s", strerror(errno));
+            HS_FAIL("reading the replies: %s", strerror(errno));
         got += (size_t)n;
         if ((size_t)n < BIG)
             break;
     }
     if (got != want)
-        FAIL("got %zu reply bytes before the close, expected %zu", got, want);
+        HS_FAIL("got %zu reply bytes before the close, expected %zu", got, want);
     free(big);
     /* The server now waits for our FIN (up to 2 s): that wait must cost nothing. */
     double cpu0 = hs_proc_cpu_seconds(hs_pid(srv));
@@ -1365,13 +1272,13 @@ static void test_close_while_paused(void **state)
     double cpu1 = hs_proc_cpu_seconds(hs_pid(srv));
     fprintf(stderr, "# server CPU in the second after the close: %.2f s\n", cpu1 - cpu0);
     if (cpu1 - cpu0 > 0.3)
-        FAIL("the server used %.2f s of CPU in 1 s while the connection lingered", cpu1 - cpu0);
+        HS_FAIL("the server used %.2f s of CPU in 1 s while the connection lingered", cpu1 - cpu0);
 }
 
 /* 22. max_message = 1K means 1024 bytes, separator included. */
 static void test_max_message_suffix(void **state)
 {
-    struct ctx *c = begin(state, __func__);
+    struct hs_ctx *c = begin(state, __func__);
     struct hs_proc *srv = start_default(c, "max_message = 1K\n");
     int b = conn(c, hs_addr(srv, 0));
     int a = conn(c, hs_addr(srv, 0));
@@ -1383,8 +1290,8 @@ static void test_max_message_suffix(void **state)
     hs_fill_pattern(frame, 1024 - SEPLEN, 9);
     memcpy(frame + 1024 - SEPLEN, SEP, SEPLEN);
     if (hs_exchange(a, frame, 1024, reply, 1024, IO_MS, &got) < 0)
-        FAIL("a 1024-byte frame (max_message = 1K) was not echoed: got %zu bytes, %s", got,
-             strerror(errno));
+        HS_FAIL("a 1024-byte frame (max_message = 1K) was not echoed: got %zu bytes, %s", got,
+                strerror(errno));
     assert_true(same_bytes("1024-byte frame", frame, reply, 1024));
     assert_quiet(a, 100);
 
@@ -1394,9 +1301,9 @@ static void test_max_message_suffix(void **state)
     hs_send_all(d, frame, sizeof frame, IO_MS);     /* may fail once the server resets */
     int r = hs_wait_closed(d, 3000);
     if (r == 1)
-        FAIL("a 1025-byte frame (max_message = 1K) was answered instead of refused");
+        HS_FAIL("a 1025-byte frame (max_message = 1K) was answered instead of refused");
     if (r < 0)
-        FAIL("a 1025-byte frame (max_message = 1K) did not close the connection within 3 s");
+        HS_FAIL("a 1025-byte frame (max_message = 1K) did not close the connection within 3 s");
     assert_int_equal(hs_ping(b, "after" SEP, IO_MS), 0);
     assert_int_equal(hs_ping(a, "after" SEP, IO_MS), 0);
 }
@@ -1404,29 +1311,29 @@ static void test_max_message_suffix(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_ping, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_large_messages, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pipelined, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fragmented, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_quit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_max_message, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_config_and_cli, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sigterm, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_listeners, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_emfile, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_log_level, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_shutdown_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_shutdown_idle, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_backlog, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bind_any, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_plugin_relative, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_max_message_suffix, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_close_while_paused, setup, teardown),
+        HS_CTX_TEST(test_ping),
+        HS_CTX_TEST(test_large_messages),
+        HS_CTX_TEST(test_pipelined),
+        HS_CTX_TEST(test_fragmented),
+        HS_CTX_TEST(test_quit),
+        HS_CTX_TEST(test_concurrent),
+        HS_CTX_TEST(test_backpressure),
+        HS_CTX_TEST(test_max_message),
+        HS_CTX_TEST(test_idle_timeout),
+        HS_CTX_TEST(test_max_connections),
+        HS_CTX_TEST(test_config_and_cli),
+        HS_CTX_TEST(test_sigterm),
+        HS_CTX_TEST(test_listeners),
+        HS_CTX_TEST(test_emfile),
+        HS_CTX_TEST(test_threads),
+        HS_CTX_TEST(test_log_level),
+        HS_CTX_TEST(test_shutdown_timeout),
+        HS_CTX_TEST(test_shutdown_idle),
+        HS_CTX_TEST(test_backlog),
+        HS_CTX_TEST(test_bind_any),
+        HS_CTX_TEST(test_plugin_relative),
+        HS_CTX_TEST(test_max_message_suffix),
+        HS_CTX_TEST(test_close_while_paused),
     };
 
     if (hs_process_init() < 0)
