@@ -1,4 +1,5 @@
-/* config.c - loads the INI file with inih, with line numbers for every key and error. */
+/* config.c - loads the INI file with inih, with line numbers for every key and error:
+ * [server], [listener NAME] sections, and the plugins' sections kept verbatim. */
 #define _GNU_SOURCE
 #include "config.h"
 
@@ -149,6 +150,40 @@ static int set_string(char **field, const char *value)
     return 0;
 }
 
+/* Parse a bind value into *bind, *binds and *nbinds (replacing them). */
+static void parse_bind(loader *ld, const char *value, char **bind, addr **binds, size_t *nbinds)
+{
+    char err[256];
+    addr *list;
+    size_t n;
+    if (addr_parse_list(value, &list, &n, err, sizeof err) < 0) {
+        fail_at(ld, ld->lineno, "bind: %s", err);
+        return;
+    }
+    if (bind_resolve_paths(ld->cfg->dir, list, n, err, sizeof err) < 0) {
+        free(list);
+        fail_at(ld, ld->lineno, "bind: %s", err);
+        return;
+    }
+    free(*binds);
+    *binds = list;
+    *nbinds = n;
+    if (set_string(bind, value) < 0)
+        fail_at(ld, ld->lineno, "out of memory");
+}
+
+/* Parse a max_message value into *out. */
+static void parse_max_message(loader *ld, const char *value, size_t *out)
+{
+    size_t s;
+    if (config_parse_size(value, &s) < 0 || s < 2 || s > ((size_t)1 << 32)) {
+        fail_at(ld, ld->lineno,
+                "max_message: '%s' is not a size from 2 to 4G (bytes, or with K, M, G)", value);
+        return;
+    }
+    *out = s;
+}
+
 static void server_key(loader *ld, const char *key, const char *value)
 {
     config *cfg = ld->cfg;
@@ -181,27 +216,10 @@ static void server_key(loader *ld, const char *key, const char *value)
         return;
     }
 
-    char err[256];
     switch (k) {
-    case K_BIND: {
-        addr *list;
-        size_t n;
-        if (addr_parse_list(value, &list, &n, err, sizeof err) < 0) {
-            fail_at(ld, line, "bind: %s", err);
-            return;
-        }
-        if (bind_resolve_paths(cfg->dir, list, n, err, sizeof err) < 0) {
-            free(list);
-            fail_at(ld, line, "bind: %s", err);
-            return;
-        }
-        free(cfg->binds);
-        cfg->binds = list;
-        cfg->nbinds = n;
-        if (set_string(&cfg->bind, value) < 0)
-            fail_at(ld, line, "out of memory");
+    case K_BIND:
+        parse_bind(ld, value, &cfg->bind, &cfg->binds, &cfg->nbinds);
         return;
-    }
     case K_PLUGIN:
         if (*value == '\0') {
             fail_at(ld, line, "plugin: empty value");
@@ -225,17 +243,9 @@ static void server_key(loader *ld, const char *key, const char *value)
         cfg->plugin_dir = p;
         return;
     }
-    case K_MAX_MESSAGE: {
-        size_t s;
-        if (config_parse_size(value, &s) < 0 || s < 2 || s > ((size_t)1 << 32)) {
-            fail_at(ld, line,
-                    "max_message: '%s' is not a size from 2 to 4G (bytes, or with K, M, G)",
-                    value);
-            return;
-        }
-        cfg->max_message = s;
+    case K_MAX_MESSAGE:
+        parse_max_message(ld, value, &cfg->max_message);
         return;
-    }
     case K_LOG_LEVEL: {
         int lv = log_level_parse(value);
         if (lv < 0) {
@@ -295,6 +305,96 @@ static void plugin_key(loader *ld, const char *section, const char *key, const c
     s->items[s->count++] = (es_config_item){.key = k, .value = v, .line = ld->lineno};
 }
 
+static const char *const listener_keys[LK_COUNT] = {
+    "bind", "plugin", "backlog", "max_connections", "idle_timeout", "max_message",
+};
+
+/* The numeric [listener NAME] keys, with the ranges of their [server] twins. */
+static const struct num_key listener_num_keys[] = {
+    {LK_BACKLOG, 1, 65535, "a number", offsetof(config_listener, backlog)},
+    {LK_MAX_CONNECTIONS, 1, 100000000, "a number", offsetof(config_listener, max_connections)},
+    {LK_IDLE_TIMEOUT, 0, 31536000, "a number of seconds", offsetof(config_listener, idle_timeout)},
+};
+
+int config_is_listener_section(const char *section)
+{
+    return strncmp(section, "listener", 8) == 0 &&
+           (section[8] == '\0' || section[8] == ' ' || section[8] == '\t');
+}
+
+/* NAME in "listener NAME" (possibly empty or malformed). */
+static const char *listener_name_of(const char *section)
+{
+    const char *p = section + 8;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return p;
+}
+
+static config_listener *listener_find(config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        if (strcmp(cfg->listeners[i].name, name) == 0)
+            return &cfg->listeners[i];
+    return NULL;
+}
+
+static void listener_key(loader *ld, const char *section, const char *key, const char *value)
+{
+    const char *name = listener_name_of(section);
+    config_listener *l = listener_find(ld->cfg, name);
+    int line = ld->lineno;
+    if (l == NULL) {
+        fail_at(ld, line, "internal error: [%s] not recorded", section);
+        return;
+    }
+    int k;
+    for (k = 0; k < LK_COUNT; k++)
+        if (strcmp(key, listener_keys[k]) == 0)
+            break;
+    if (k == LK_COUNT) {
+        fail_at(ld, line,
+                "unknown key '%s' in [listener %s] (expected bind, plugin, backlog, "
+                "max_connections, idle_timeout or max_message)", key, name);
+        return;
+    }
+    if (l->seen[k] != 0) {
+        fail_at(ld, line, "duplicate key '%s' in [listener %s] (first set at line %d)", key,
+                name, l->seen[k]);
+        return;
+    }
+    l->seen[k] = line;
+    for (size_t i = 0; i < sizeof listener_num_keys / sizeof listener_num_keys[0]; i++) {
+        const struct num_key *nk = &listener_num_keys[i];
+        if (nk->key != k)
+            continue;
+        long v;
+        if (parse_long(value, nk->lo, nk->hi, &v) < 0)
+            fail_at(ld, line, "%s: '%s' is not %s from %ld to %ld", key, value, nk->what, nk->lo,
+                    nk->hi);
+        else
+            *(long *)((char *)l + nk->field) = v;
+        return;
+    }
+    switch (k) {
+    case LK_BIND:
+        parse_bind(ld, value, &l->bind, &l->binds, &l->nbinds);
+        return;
+    case LK_PLUGIN:
+        if (*value == '\0') {
+            fail_at(ld, line, "plugin: empty value");
+            return;
+        }
+        l->plugin_line = line;
+        if (set_string(&l->plugin, value) < 0)
+            fail_at(ld, line, "out of memory");
+        return;
+    case LK_MAX_MESSAGE:
+        parse_max_message(ld, value, &l->max_message);
+        return;
+    }
+}
+
 /* inih handler: called for each key, before the next line is read. */
 static int on_key(void *user, const char *section, const char *key, const char *value)
 {
@@ -317,6 +417,8 @@ static int on_key(void *user, const char *section, const char *key, const char *
         fail_at(ld, ld->lineno, "key '%s' outside of any section", key);
     else if (strcmp(section, "server") == 0)
         server_key(ld, key, value);
+    else if (config_is_listener_section(section))
+        listener_key(ld, section, key, value);
     else
         plugin_key(ld, section, key, value);
     return ld->err_line == 0;
@@ -355,10 +457,45 @@ static void on_section(loader *ld, const char *p)
         return;
     }
     config *cfg = ld->cfg;
+    const char *lname = NULL;
+    if (config_is_listener_section(name)) {
+        lname = listener_name_of(name);
+        if (*lname == '\0') {
+            fail_at(ld, ld->lineno, "[%s] needs a name: [listener NAME]", name);
+            return;
+        }
+        if (lname[strspn(lname, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                "0123456789-_")] != '\0') {
+            fail_at(ld, ld->lineno,
+                    "bad listener name '%s': use letters, digits, '-' and '_'", lname);
+            return;
+        }
+        const config_listener *dup = listener_find(cfg, lname);
+        if (dup != NULL) {
+            fail_at(ld, ld->lineno, "duplicate section [listener %s] (first at line %d)", lname,
+                    dup->line);
+            return;
+        }
+    }
     config_section *old = section_find(cfg, name);
     if (old != NULL) {
         fail_at(ld, ld->lineno, "duplicate section [%s] (first at line %d)", name, old->line);
         return;
+    }
+    if (lname != NULL) {
+        config_listener *ls = realloc(cfg->listeners, (cfg->nlisteners + 1) * sizeof *ls);
+        if (ls == NULL) {
+            fail_at(ld, ld->lineno, "out of memory");
+            return;
+        }
+        cfg->listeners = ls;
+        ls[cfg->nlisteners] = (config_listener){.name = strdup(lname), .line = ld->lineno};
+        if (ls[cfg->nlisteners].name == NULL) {
+            fail_at(ld, ld->lineno, "out of memory");
+            return;
+        }
+        cfg->nlisteners++;
+        cfg->declared_listeners = 1;
     }
     config_section *v = realloc(cfg->sections, (cfg->nsections + 1) * sizeof *v);
     if (v == NULL) {
@@ -440,6 +577,89 @@ static void configure_inih(void)
 #endif
 }
 
+/* The file a plugin value names: a path (with '/') relative to the INI
+ * file's directory, or NAME.so in plugin_dir. Caller frees; NULL when out
+ * of memory. */
+static char *plugin_path_of(const config *cfg, const char *plugin)
+{
+    char *out = NULL;
+    if (strchr(plugin, '/') != NULL)
+        return path_join(cfg->dir, plugin);
+    if (asprintf(&out, "%s/%s.so", cfg->plugin_dir, plugin) < 0)
+        return NULL;
+    return out;
+}
+
+static void *memdup(const void *p, size_t n)
+{
+    void *q = malloc(n ? n : 1);
+    if (q != NULL && n > 0)
+        memcpy(q, p, n);
+    return q;
+}
+
+/* After the whole file is read: refuse a [server] bind beside [listener]
+ * sections and listeners without bind, then fill what each listener did
+ * not set from [server]. Without [listener] sections, [server] defines the
+ * one listener, named "default". Returns 0, or -1 (ld->err_line set, or 0
+ * when out of memory). */
+static int listeners_finish(loader *ld)
+{
+    config *cfg = ld->cfg;
+    if (cfg->declared_listeners) {
+        /* Errors in file order: the first one is reported. */
+        int server_bind = ld->seen[K_BIND];
+        for (size_t i = 0; i < cfg->nlisteners; i++) {
+            const config_listener *l = &cfg->listeners[i];
+            if (server_bind != 0 && server_bind < l->line)
+                break;
+            if (l->seen[LK_BIND] == 0) {
+                fail_at(ld, l->line, "[listener %s] has no bind (required)", l->name);
+                return -1;
+            }
+        }
+        if (server_bind != 0) {
+            fail_at(ld, server_bind,
+                    "bind in [server] with [listener] sections present: move it into a "
+                    "[listener NAME] section");
+            return -1;
+        }
+    } else {
+        cfg->listeners = calloc(1, sizeof *cfg->listeners);
+        if (cfg->listeners == NULL)
+            return -1;
+        cfg->nlisteners = 1;
+        config_listener *l = &cfg->listeners[0];
+        l->name = strdup("default");
+        l->bind = strdup(cfg->bind);
+        l->binds = memdup(cfg->binds, cfg->nbinds * sizeof *cfg->binds);
+        l->nbinds = cfg->nbinds;
+        if (l->name == NULL || l->bind == NULL || l->binds == NULL)
+            return -1;
+    }
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        config_listener *l = &cfg->listeners[i];
+        if (l->seen[LK_PLUGIN] == 0) {
+            l->plugin = strdup(cfg->plugin);
+            l->plugin_line = cfg->plugin_line;
+            if (l->plugin == NULL)
+                return -1;
+        }
+        l->plugin_path = plugin_path_of(cfg, l->plugin);
+        if (l->plugin_path == NULL)
+            return -1;
+        if (l->seen[LK_BACKLOG] == 0)
+            l->backlog = cfg->backlog;
+        if (l->seen[LK_MAX_CONNECTIONS] == 0)
+            l->max_connections = cfg->max_connections;
+        if (l->seen[LK_IDLE_TIMEOUT] == 0)
+            l->idle_timeout = cfg->idle_timeout;
+        if (l->seen[LK_MAX_MESSAGE] == 0)
+            l->max_message = cfg->max_message;
+    }
+    return 0;
+}
+
 int config_load(config *cfg, const char *path, char *err, size_t errlen)
 {
     config_defaults(cfg);
@@ -488,12 +708,16 @@ int config_load(config *cfg, const char *path, char *err, size_t errlen)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         cfg->threads = n > 0 ? (n > 1024 ? 1024 : n) : 1;
     }
-    if (strchr(cfg->plugin, '/') != NULL)
-        cfg->plugin_path = path_join(cfg->dir, cfg->plugin);
-    else if (asprintf(&cfg->plugin_path, "%s/%s.so", cfg->plugin_dir, cfg->plugin) < 0)
-        cfg->plugin_path = NULL;
+    cfg->plugin_path = plugin_path_of(cfg, cfg->plugin);
     if (cfg->plugin_path == NULL) {
         snprintf(err, errlen, "%s: out of memory", path);
+        goto out;
+    }
+    if (listeners_finish(&ld) < 0) {
+        if (ld.err_line != 0)
+            snprintf(err, errlen, "%s:%d: %s", path, ld.err_line, ld.err);
+        else
+            snprintf(err, errlen, "%s: out of memory", path);
         goto out;
     }
     rc = 0;
@@ -504,15 +728,28 @@ out:
     return rc;
 }
 
-int config_check_sections(const config *cfg, const char *plugin_name, char *err, size_t errlen)
+int config_check_sections(const config *cfg, const char *const *plugin_names, size_t n,
+                          char *err, size_t errlen)
 {
     for (size_t i = 0; i < cfg->nsections; i++) {
         const config_section *s = &cfg->sections[i];
-        if (strcmp(s->name, plugin_name) != 0) {
-            snprintf(err, errlen, "%s:%d: unknown section [%s] (expected [server] or [%s])",
-                     cfg->path, s->line, s->name, plugin_name);
-            return -1;
-        }
+        if (config_is_listener_section(s->name))
+            continue;
+        size_t j;
+        for (j = 0; j < n; j++)
+            if (strcmp(s->name, plugin_names[j]) == 0)
+                break;
+        if (j < n)
+            continue;
+        char names[256] = "";
+        size_t len = 0;
+        for (j = 0; j < n && len < sizeof names; j++)
+            len += (size_t)snprintf(names + len, sizeof names - len, "%s[%s]",
+                                    j == 0 ? "" : j + 1 == n ? " or " : ", ", plugin_names[j]);
+        snprintf(err, errlen,
+                 "%s:%d: unknown section [%s] (expected [server], [listener NAME]%s%s)",
+                 cfg->path, s->line, s->name, n > 0 ? " or a plugin's section: " : "", names);
+        return -1;
     }
     return 0;
 }
@@ -529,6 +766,15 @@ void config_free(config *cfg)
         free(s->name);
     }
     free(cfg->sections);
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        config_listener *l = &cfg->listeners[i];
+        free(l->name);
+        free(l->bind);
+        free(l->binds);
+        free(l->plugin);
+        free(l->plugin_path);
+    }
+    free(cfg->listeners);
     free(cfg->path);
     free(cfg->dir);
     free(cfg->bind);

@@ -1,4 +1,4 @@
-/* config.h - the INI configuration: [server] keys and the plugin's section. */
+/* config.h - the INI configuration: [server], [listener NAME] and the plugins' sections. */
 #ifndef ES_CONFIG_H
 #define ES_CONFIG_H
 
@@ -14,6 +14,31 @@ typedef struct config_section {
     es_config_item *items; /* keys and values owned by the section */
     size_t count, cap;
 } config_section;
+
+/* The keys of a [listener NAME] section. */
+enum {
+    LK_BIND, LK_PLUGIN, LK_BACKLOG, LK_MAX_CONNECTIONS, LK_IDLE_TIMEOUT, LK_MAX_MESSAGE,
+    LK_COUNT
+};
+
+/* One listener: a [listener NAME] section with the [server] values it did
+ * not set filled in, or, in a file without such sections, the one listener
+ * [server] defines (named "default"). */
+typedef struct config_listener {
+    char *name;            /* NAME of [listener NAME] */
+    int line;              /* line of its header, 0 for the implicit one */
+    char *bind;            /* bind as written */
+    addr *binds;           /* parsed bind list */
+    size_t nbinds;
+    char *plugin;          /* plugin as written (its own or [server]'s) */
+    char *plugin_path;     /* the file to load */
+    int plugin_line;       /* line of its plugin key, else [server]'s plugin_line */
+    long backlog;
+    long max_connections;  /* open connections of this listener */
+    long idle_timeout;     /* seconds, 0 = never */
+    size_t max_message;
+    int seen[LK_COUNT];    /* line of each key the section sets, 0 if inherited */
+} config_listener;
 
 typedef struct config {
     char *path;            /* the file as given */
@@ -32,8 +57,11 @@ typedef struct config {
     long shutdown_timeout; /* seconds */
     int log_level;
     int plugin_line;       /* line of `plugin =`, or 0 when defaulted */
-    config_section *sections;
+    config_section *sections;  /* every section but [server], [listener]s included */
     size_t nsections;
+    config_listener *listeners; /* at least one after a successful load */
+    size_t nlisteners;
+    int declared_listeners;     /* the file has [listener NAME] sections */
 } config;
 
 /* Fill cfg with the defaults and then the settings of the INI file at path.
@@ -41,9 +69,14 @@ typedef struct config {
  * either way release cfg with config_free(). Main thread. */
 int config_load(config *cfg, const char *path, char *err, size_t errlen);
 
-/* Check that every section but [server] is named after the plugin (its
- * descriptor name). Returns 0, or -1 with "FILE:LINE: message" in err. */
-int config_check_sections(const config *cfg, const char *plugin_name, char *err, size_t errlen);
+/* Check that every section is [server], a [listener NAME] or named after
+ * one of the n loaded plugins (their descriptor names). Returns 0, or -1
+ * with "FILE:LINE: message" in err. Main thread. */
+int config_check_sections(const config *cfg, const char *const *plugin_names, size_t n,
+                          char *err, size_t errlen);
+
+/* Whether a section name is a [listener NAME] header's (NAME not checked). */
+int config_is_listener_section(const char *section);
 
 /* The section named name, or NULL. */
 const config_section *config_section_find(const config *cfg, const char *name);

@@ -16,7 +16,14 @@
 
 static const es_plugin *hooks_of(const es_conn *c)
 {
-    return &c->w->srv->plugin->hooks;
+    return c->l->hooks;
+}
+
+/* Give back the places a connection of l held in both counts. */
+static void conn_uncount(worker *w, listener *l)
+{
+    atomic_fetch_sub_explicit(&l->svc->nconns, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&w->srv->nconns, 1, memory_order_relaxed);
 }
 
 void conn_list_append(conn_list *l, es_conn *c)
@@ -65,9 +72,10 @@ static void conn_touch(es_conn *c)
     if (c->flags & CF_LINGER)
         return;
     c->last_active = w->now;
-    if (w->srv->cfg->idle_timeout > 0 && w->active.tail != c) {
-        conn_list_remove(&w->active, c);
-        conn_list_append(&w->active, c);
+    conn_list *home = c->home;
+    if (home->timeout_ms > 0 && home->tail != c) {
+        conn_list_remove(home, c);
+        conn_list_append(home, c);
     }
 }
 
@@ -87,13 +95,14 @@ void conn_destroy(es_conn *c)
         h->close(c, h->conn_size ? c->state : NULL);
     if (w->cur == c)
         stage_reset(w);
-    conn_list_remove(c->flags & CF_LINGER ? &w->linger : &w->active, c);
+    conn_list_remove(c->flags & CF_LINGER ? &w->linger : c->home, c);
     close(c->fd);
     buf_free(&c->in);
     buf_free(&c->out);
     free(c->peer_text);
+    listener *l = c->l;
     free(c);
-    atomic_fetch_sub_explicit(&w->srv->nconns, 1, memory_order_relaxed);
+    conn_uncount(w, l);
 }
 
 /* Register the events c waits for. Returns 0, or -1 when epoll refused
@@ -123,7 +132,7 @@ static void conn_linger(es_conn *c)
         return;
     }
     shutdown(c->fd, SHUT_WR);
-    conn_list_remove(&w->active, c);
+    conn_list_remove(c->home, c);
     c->flags |= CF_LINGER;
     c->flags &= (uint8_t)~CF_PAUSED;
     c->last_active = w->now;
@@ -229,7 +238,7 @@ static ssize_t conn_frame(es_conn *c, const uint8_t *data, size_t len)
 {
     const es_plugin *h = hooks_of(c);
     void *st = h->conn_size ? c->state : NULL;
-    size_t max = c->w->srv->cfg->max_message;
+    size_t max = c->l->max_message;
     size_t off = 0;
     while (off < len && !(c->flags & (CF_CLOSING | CF_ABORT))) {
         ssize_t m = h->data_received(c, st, data + off, len - off);
@@ -364,18 +373,19 @@ void conn_drain(es_conn *c)
 
 int conn_open(worker *w, listener *l, int fd, const struct sockaddr *sa, socklen_t salen)
 {
-    const es_plugin *h = &w->srv->plugin->hooks;
+    const es_plugin *h = l->hooks;
     es_conn *c = calloc(1, sizeof *c + h->conn_size);
     if (c == NULL) {
         log_error("out of memory: refusing a connection on %s", l->name);
         close(fd);
-        atomic_fetch_sub_explicit(&w->srv->nconns, 1, memory_order_relaxed);
+        conn_uncount(w, l);
         return -1;
     }
     c->kind = SRC_CONN;
     c->fd = fd;
     c->w = w;
     c->l = l;
+    c->home = &w->active[l->svc->index];
     c->last_active = w->now;
     if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
         memcpy(&c->peer, sa, salen < sizeof c->peer ? salen : sizeof c->peer);
@@ -387,22 +397,23 @@ int conn_open(worker *w, listener *l, int fd, const struct sockaddr *sa, socklen
         log_error("epoll_ctl: %s: refusing a connection on %s", strerror(errno), l->name);
         close(fd);
         free(c);
-        atomic_fetch_sub_explicit(&w->srv->nconns, 1, memory_order_relaxed);
+        conn_uncount(w, l);
         return -1;
     }
     c->events = EPOLLIN;
-    conn_list_append(&w->active, c);
-    if (h->open != NULL && h->open(c, w->srv->plugin->instance, h->conn_size ? c->state : NULL) != 0) {
+    conn_list_append(c->home, c);
+    if (h->open != NULL && h->open(c, l->instance, h->conn_size ? c->state : NULL) != 0) {
         log_debug("plugin refused the connection from %s", peer_name(c));
-        conn_list_remove(&w->active, c);
+        conn_list_remove(c->home, c);
         close(fd);
         free(c->peer_text);
         buf_free(&c->out);
         free(c);
-        atomic_fetch_sub_explicit(&w->srv->nconns, 1, memory_order_relaxed);
+        conn_uncount(w, l);
         return -1;
     }
-    log_debug("connection from %s on %s", peer_name(c), l->name);
+    log_debug("connection from %s on %s (listener %s)", peer_name(c), l->name,
+              l->svc->cfg->name);
     if (c->out.len > 0 || (c->flags & (CF_CLOSING | CF_ABORT)))
         conn_flush(c);
     return 0;
@@ -456,7 +467,7 @@ static void host_log(const es_conn *c, enum es_log_level level, const char *fmt,
         return;
     char prefix[ADDR_TEXT_MAX + 64];
     if (c != NULL)
-        snprintf(prefix, sizeof prefix, "%s: %s: ", c->w->srv->plugin->hooks.name,
+        snprintf(prefix, sizeof prefix, "%s: %s: ", c->l->hooks->name,
                  peer_name((es_conn *)c));
     else
         prefix[0] = '\0';
@@ -473,7 +484,7 @@ static const char *host_peer(const es_conn *c)
 
 static void *host_instance(const es_conn *c)
 {
-    return c->w->srv->plugin->instance;
+    return c->l->instance;
 }
 
 void conn_host_init(es_host *host)

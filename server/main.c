@@ -32,7 +32,7 @@ static void usage(FILE *out)
             "A multi-threaded TCP server whose protocol is a plugin.\n"
             "\n"
             "  -c, --config FILE  configuration file (default " DEFAULT_CONFIG ")\n"
-            "  -t, --test         check the configuration and the plugin, then exit\n"
+            "  -t, --test         check the configuration and every plugin, then exit\n"
             "  -h, --help         show this help and exit\n"
             "  -V, --version      show the version and exit\n"
             "\n"
@@ -59,30 +59,139 @@ static void stop_accepting(server *srv)
         listener_close(&srv->listeners[i]);
 }
 
-static int load_plugin(const config *cfg, plugin *p, const es_host *host)
+/* The plugin a listener uses: its entry in srv->plugins, loaded (dlopen,
+ * descriptor checks) unless a listener before it uses the same file. files
+ * holds the identity of each loaded file (its real path). Returns the
+ * plugin, or NULL after printing the error. */
+static plugin *plugin_for(server *srv, char **files, const config_listener *l)
 {
+    const config *cfg = srv->cfg;
     char err[1024];
-    if (loader_open(p, cfg->plugin_path, err, sizeof err) < 0) {
-        print_at(cfg, cfg->plugin_line, err);
-        return -1;
+    char *file = realpath(l->plugin_path, NULL);
+    if (file == NULL)
+        file = strdup(l->plugin_path);
+    if (file == NULL) {
+        fprintf(stderr, "echosrv: out of memory\n");
+        return NULL;
     }
-    if (config_check_sections(cfg, p->hooks.name, err, sizeof err) < 0) {
+    for (size_t i = 0; i < srv->nplugins; i++) {
+        if (strcmp(files[i], file) == 0) {
+            free(file);
+            return &srv->plugins[i];
+        }
+    }
+    plugin *p = &srv->plugins[srv->nplugins];
+    if (loader_open(p, l->plugin_path, err, sizeof err) < 0) {
+        print_at(cfg, l->plugin_line, err);
+        free(file);
+        return NULL;
+    }
+    for (size_t i = 0; i < srv->nplugins; i++) {
+        if (strcmp(srv->plugins[i].hooks.name, p->hooks.name) == 0) {
+            /* Both would read the same section: refuse the ambiguity. */
+            snprintf(err, sizeof err, "plugin %s: named '%s' like %s, a different file",
+                     l->plugin_path, p->hooks.name, srv->plugins[i].path);
+            print_at(cfg, l->plugin_line, err);
+            loader_close(p);
+            free(file);
+            return NULL;
+        }
+    }
+    files[srv->nplugins++] = file;
+    return p;
+}
+
+/* Load every plugin the listeners use, each distinct file once; check the
+ * sections against their names; init each with its own section; set up
+ * srv->services. Returns 0, or -1 after printing the error (what was
+ * loaded is in srv->plugins, for loader_close). Main thread. */
+static int load_plugins(server *srv)
+{
+    const config *cfg = srv->cfg;
+    size_t n = cfg->nlisteners;
+    int rc = -1;
+    char err[1024];
+    char **files = calloc(n, sizeof *files);
+    const char **names = calloc(n, sizeof *names);
+    srv->plugins = calloc(n, sizeof *srv->plugins);
+    srv->services = calloc(n, sizeof *srv->services);
+    if (files == NULL || names == NULL || srv->plugins == NULL || srv->services == NULL) {
+        fprintf(stderr, "echosrv: out of memory\n");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const config_listener *l = &cfg->listeners[i];
+        service *svc = &srv->services[i];
+        svc->cfg = l;
+        svc->index = (int)i;
+        svc->idle_ms = (uint64_t)l->idle_timeout * 1000u;
+        svc->max_connections = l->max_connections;
+        atomic_init(&svc->nconns, 0);
+        svc->plugin = plugin_for(srv, files, l);
+        if (svc->plugin == NULL)
+            goto out;
+        srv->nservices = i + 1;
+    }
+    for (size_t i = 0; i < srv->nplugins; i++)
+        names[i] = srv->plugins[i].hooks.name;
+    if (config_check_sections(cfg, names, srv->nplugins, err, sizeof err) < 0) {
         fprintf(stderr, "%s\n", err);
-        loader_close(p);
-        return -1;
+        goto out;
     }
-    const config_section *sec = config_section_find(cfg, p->hooks.name);
-    es_config pc = {.items = sec ? sec->items : NULL, .count = sec ? sec->count : 0};
-    es_error e;
-    if (loader_init(p, host, &pc, &e) < 0) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "plugin %s: %s", p->hooks.name, e.msg);
-        print_at(cfg, e.item >= 0 ? pc.items[e.item].line : (sec ? sec->line : cfg->plugin_line),
-                 msg);
-        loader_close(p);
-        return -1;
+    for (size_t i = 0; i < srv->nplugins; i++) {
+        plugin *p = &srv->plugins[i];
+        const config_section *sec = config_section_find(cfg, p->hooks.name);
+        es_config pc = {.items = sec ? sec->items : NULL, .count = sec ? sec->count : 0};
+        es_error e;
+        if (loader_init(p, &srv->host, &pc, &e) < 0) {
+            int line = cfg->plugin_line;
+            for (size_t j = 0; j < n; j++)
+                if (srv->services[j].plugin == p) {
+                    line = cfg->listeners[j].plugin_line;
+                    break;
+                }
+            char msg[512];
+            snprintf(msg, sizeof msg, "plugin %s: %s", p->hooks.name, e.msg);
+            print_at(cfg, e.item >= 0 ? pc.items[e.item].line : (sec ? sec->line : line), msg);
+            goto out;
+        }
+        /* One line per init: several listeners of one plugin share it. */
+        char users[512] = "";
+        size_t len = 0;
+        for (size_t j = 0; j < n && len < sizeof users; j++)
+            if (srv->services[j].plugin == p)
+                len += (size_t)snprintf(users + len, sizeof users - len, "%s%s",
+                                        len ? ", " : "", cfg->listeners[j].name);
+        log_info("plugin %s %s loaded from %s, for listener%s %s", p->hooks.name,
+                 p->hooks.version ? p->hooks.version : "", p->path,
+                 strchr(users, ',') ? "s" : "", users);
     }
-    return 0;
+    rc = 0;
+out:
+    for (size_t i = 0; files != NULL && i < n; i++)
+        free(files[i]);
+    free(files);
+    free(names);
+    return rc;
+}
+
+/* echosrv -t: what the configuration defines, a line per listener. */
+static void print_summary(const server *srv)
+{
+    const config *cfg = srv->cfg;
+    printf("%s: configuration OK (%zu listener%s, %zu plugin%s, %ld threads, "
+           "max_connections %ld in all)\n",
+           cfg->path, cfg->nlisteners, cfg->nlisteners == 1 ? "" : "s", srv->nplugins,
+           srv->nplugins == 1 ? "" : "s", cfg->threads, cfg->max_connections);
+    for (size_t i = 0; i < srv->nservices; i++) {
+        const service *svc = &srv->services[i];
+        const config_listener *l = svc->cfg;
+        const es_plugin *h = &svc->plugin->hooks;
+        printf("  listener %s: bind %s; plugin %s %s (%s); backlog %ld, max_connections %ld, "
+               "idle_timeout %ld, max_message %zu\n",
+               l->name, l->bind, h->name, h->version ? h->version : "", svc->plugin->path,
+               l->backlog, l->max_connections, l->idle_timeout, l->max_message);
+    }
 }
 
 int main(int argc, char **argv)
@@ -116,11 +225,10 @@ int main(int argc, char **argv)
     config cfg;
     char err[1024];
     int status = 1;
-    plugin p;
     server srv;
     memset(&srv, 0, sizeof srv);
     srv.donefd = -1;
-    int plugin_loaded = 0, sfd = -1;
+    int sfd = -1;
     if (config_load(&cfg, path, err, sizeof err) < 0) {
         fprintf(stderr, "%s\n", err);
         config_free(&cfg);
@@ -128,17 +236,13 @@ int main(int argc, char **argv)
     }
     log_threshold = cfg.log_level;
     srv.cfg = &cfg;
-    srv.plugin = &p;
     conn_host_init(&srv.host);
     pthread_mutex_init(&srv.lock, NULL);
     pthread_cond_init(&srv.cond, NULL);
-    if (load_plugin(&cfg, &p, &srv.host) < 0)
+    if (load_plugins(&srv) < 0)
         goto out;
-    plugin_loaded = 1;
     if (test_only) {
-        printf("%s: configuration OK (plugin %s %s, %zu listener%s, %ld threads)\n", cfg.path,
-               p.hooks.name, p.hooks.version ? p.hooks.version : "", cfg.nbinds,
-               cfg.nbinds == 1 ? "" : "s", cfg.threads);
+        print_summary(&srv);
         status = 0;
         goto out;
     }
@@ -158,26 +262,47 @@ int main(int argc, char **argv)
         fprintf(stderr, "echosrv: signalfd/eventfd: %s\n", strerror(errno));
         goto out;
     }
-    srv.listeners = calloc(cfg.nbinds, sizeof *srv.listeners);
+    size_t nsockets = 0;
+    for (size_t i = 0; i < cfg.nlisteners; i++)
+        nsockets += cfg.listeners[i].nbinds;
+    srv.listeners = calloc(nsockets, sizeof *srv.listeners);
     if (srv.listeners == NULL) {
         fprintf(stderr, "echosrv: out of memory\n");
         goto out;
     }
-    for (size_t i = 0; i < cfg.nbinds; i++) {
-        if (listener_open(&srv.listeners[i], &cfg.binds[i], (int)cfg.backlog, err, sizeof err) < 0) {
-            fprintf(stderr, "echosrv: %s\n", err);
-            goto out;
+    for (size_t i = 0; i < srv.nservices; i++) {
+        service *svc = &srv.services[i];
+        const config_listener *lc = svc->cfg;
+        for (size_t j = 0; j < lc->nbinds; j++) {
+            listener *l = &srv.listeners[srv.nlisteners];
+            if (listener_open(l, &lc->binds[j], (int)lc->backlog, err, sizeof err) < 0) {
+                fprintf(stderr, "echosrv: listener %s: %s\n", lc->name, err);
+                goto out;
+            }
+            l->svc = svc;
+            l->hooks = &svc->plugin->hooks;
+            l->instance = svc->plugin->instance;
+            l->max_message = lc->max_message;
+            srv.nlisteners++;
         }
-        srv.nlisteners = i + 1;
     }
     if (worker_start_all(&srv, err, sizeof err) < 0) {
         fprintf(stderr, "echosrv: %s\n", err);
         goto out;
     }
-    log_info("echosrv %s: plugin %s %s, %d worker threads", PACKAGE_VERSION, p.hooks.name,
-             p.hooks.version ? p.hooks.version : "", srv.nworkers);
-    for (size_t i = 0; i < srv.nlisteners; i++)
-        log_msg(ES_LOG_INFO | LOG_ALWAYS, "listening on %s", srv.listeners[i].name);
+    char plugins[512] = "";
+    size_t plen = 0;
+    for (size_t i = 0; i < srv.nplugins && plen < sizeof plugins; i++)
+        plen += (size_t)snprintf(plugins + plen, sizeof plugins - plen, "%s%s %s",
+                                 i ? ", " : "", srv.plugins[i].hooks.name,
+                                 srv.plugins[i].hooks.version ? srv.plugins[i].hooks.version : "");
+    log_info("echosrv %s: plugin%s %s, %d worker threads", PACKAGE_VERSION,
+             srv.nplugins == 1 ? "" : "s", plugins, srv.nworkers);
+    for (size_t i = 0; i < srv.nlisteners; i++) {
+        const listener *l = &srv.listeners[i];
+        log_msg(ES_LOG_INFO | LOG_ALWAYS, "listening on %s (listener %s, plugin %s)", l->name,
+                l->svc->cfg->name, l->hooks->name);
+    }
 
     /* Signals and worker exits, until every worker has ended. The first
      * SIGTERM/SIGINT drains, a second closes everything at once. */
@@ -224,8 +349,11 @@ out:
     for (size_t i = 0; i < srv.nlisteners; i++)
         listener_close(&srv.listeners[i]);
     free(srv.listeners);
-    if (plugin_loaded)
-        loader_close(&p);
+    /* fini for every plugin, now that no worker or connection is left. */
+    for (size_t i = 0; i < srv.nplugins; i++)
+        loader_close(&srv.plugins[i]);
+    free(srv.plugins);
+    free(srv.services);
     if (sfd >= 0)
         close(sfd);
     if (srv.donefd >= 0)

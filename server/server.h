@@ -24,15 +24,35 @@ enum { SRC_CONN = 1, SRC_LISTENER = 2, SRC_WAKE = 3 };
 #define ACCEPT_PAUSE_MS 200           /* stop accepting this long on EMFILE */
 #define ACCEPT_BATCH 16               /* connections accepted per wake-up */
 
+/* A [listener NAME] at run time: its settings, its plugin, its connection
+ * count. Shared by its sockets (one per bind address); read-only once the
+ * workers run but for nconns. */
+typedef struct service {
+    const config_listener *cfg;
+    plugin *plugin;        /* in server.plugins; loaded once per file */
+    int index;             /* of its idle list in every worker */
+    uint64_t idle_ms;      /* idle_timeout in ms, 0 = never */
+    long max_connections;
+    atomic_long nconns;    /* its open connections, all workers */
+} service;
+
+/* One listening socket. The fields the hot path reads (hooks, instance,
+ * max_message) are copied here from its service, one load away from a
+ * connection. */
 typedef struct listener {
     uint8_t kind;                 /* SRC_LISTENER */
     int fd;
+    const es_plugin *hooks;       /* its plugin's descriptor */
+    void *instance;               /* its plugin's instance */
+    size_t max_message;
+    service *svc;
     addr a;
     char name[ADDR_TEXT_MAX];     /* the bound address as text */
 } listener;
 
 typedef struct worker worker;
 typedef struct server server;
+typedef struct conn_list conn_list;
 
 /* Connection flags. */
 enum {
@@ -52,7 +72,8 @@ struct es_conn {
     int fd;
     worker *w;
     listener *l;
-    es_conn *prev, *next;  /* in w->active or w->linger */
+    conn_list *home;       /* its idle list: w->active[l->svc->index] */
+    es_conn *prev, *next;  /* in *home, or in w->linger */
     uint64_t last_active;  /* ms, worker clock */
     buf in;                /* unconsumed input, when a message spans reads */
     buf out;               /* unsent output, under backpressure only */
@@ -66,10 +87,11 @@ struct es_conn {
 };
 
 /* A list of connections with a sentinel-free head and tail. */
-typedef struct conn_list {
+struct conn_list {
     es_conn *head, *tail;
     size_t count;
-} conn_list;
+    uint64_t timeout_ms;   /* idle lists: the one idle timeout of its members, 0 = none */
+};
 
 struct worker {
     uint8_t wake_kind;     /* SRC_WAKE: data.ptr of the eventfd */
@@ -79,7 +101,9 @@ struct worker {
     int epfd;
     int wakefd;
     uint64_t now;          /* ms, CLOCK_MONOTONIC, once per loop turn */
-    conn_list active;      /* least recently active first */
+    conn_list *active;     /* one list per service, least recently active first:
+                            * a single timeout per list keeps expiry O(1) */
+    size_t nactive;        /* lists in active (srv->nservices) */
     conn_list linger;      /* oldest first */
     es_conn *cur;          /* the connection whose input is being handled */
     uintptr_t in_lo, in_hi;/* bounds of that input */
@@ -97,7 +121,10 @@ struct worker {
 
 struct server {
     const config *cfg;
-    plugin *plugin;
+    plugin *plugins;       /* each distinct plugin file, loaded once */
+    size_t nplugins;
+    service *services;     /* one per config listener, in file order */
+    size_t nservices;
     es_host host;
     listener *listeners;
     size_t nlisteners;
@@ -140,6 +167,7 @@ void conn_drain(es_conn *c);
 /* Close c now: plugin close hook, fd, memory. Owning worker. */
 void conn_destroy(es_conn *c);
 
+
 /* Unlink c from its list. */
 void conn_list_remove(conn_list *l, es_conn *c);
 void conn_list_append(conn_list *l, es_conn *c);
@@ -160,5 +188,8 @@ void worker_wait_released(server *srv);
 
 /* Join every worker and free them. Main thread. */
 void worker_join_all(server *srv);
+
+/* Connections of w still open (active and lingering). Owning worker. */
+size_t worker_conn_count(const worker *w);
 
 #endif

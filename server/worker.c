@@ -90,12 +90,27 @@ static void worker_accept(worker *w, listener *l)
                 return;
             }
         }
+        /* A connection needs room in the process-wide count and in its
+         * listener's. */
+        service *svc = l->svc;
+        int full = 0;
         if (atomic_fetch_add_explicit(&srv->nconns, 1, memory_order_relaxed) >= max) {
+            full = 1;
+        } else if (atomic_fetch_add_explicit(&svc->nconns, 1, memory_order_relaxed) >=
+                   svc->max_connections) {
+            atomic_fetch_sub_explicit(&svc->nconns, 1, memory_order_relaxed);
+            full = 2;
+        }
+        if (full) {
             atomic_fetch_sub_explicit(&srv->nconns, 1, memory_order_relaxed);
             close(fd);
             if (w->now - w->warned_full >= 1000 || w->warned_full == 0) {
-                log_warn("max_connections (%ld) reached: refusing connections on %s", max,
-                         l->name);
+                if (full == 1)
+                    log_warn("max_connections (%ld) reached: refusing connections on %s", max,
+                             l->name);
+                else
+                    log_warn("max_connections (%ld) of listener %s reached: refusing "
+                             "connections on %s", svc->max_connections, svc->cfg->name, l->name);
                 w->warned_full = w->now;
             }
             continue;
@@ -121,35 +136,48 @@ static void worker_drain_start(worker *w)
     w->draining = 1;
     w->drain_deadline = w->now + (uint64_t)w->srv->cfg->shutdown_timeout * 1000u;
     worker_release(w);
-    es_conn *c = w->active.head;
-    while (c != NULL) {
-        es_conn *next = c->next;
-        conn_drain(c);
-        c = next;
+    for (size_t i = 0; i < w->nactive; i++) {
+        es_conn *c = w->active[i].head;
+        while (c != NULL) {
+            es_conn *next = c->next;
+            conn_drain(c);
+            c = next;
+        }
     }
 }
 
 static void worker_close_all(worker *w)
 {
-    while (w->active.head != NULL)
-        conn_destroy(w->active.head);
+    for (size_t i = 0; i < w->nactive; i++)
+        while (w->active[i].head != NULL)
+            conn_destroy(w->active[i].head);
     while (w->linger.head != NULL)
         conn_destroy(w->linger.head);
+}
+
+size_t worker_conn_count(const worker *w)
+{
+    size_t n = w->linger.count;
+    for (size_t i = 0; i < w->nactive; i++)
+        n += w->active[i].count;
+    return n;
 }
 
 /* Close what timed out; return the ms until the next deadline, or -1. */
 static int worker_timers(worker *w)
 {
     uint64_t next = UINT64_MAX;
-    long idle = w->srv->cfg->idle_timeout;
-    if (idle > 0 && !w->draining) {
-        uint64_t ms = (uint64_t)idle * 1000u;
-        while (w->active.head != NULL && w->now - w->active.head->last_active >= ms) {
-            log_debug("closing an idle connection");
-            conn_destroy(w->active.head);
+    for (size_t i = 0; i < w->nactive && !w->draining; i++) {
+        conn_list *al = &w->active[i];
+        uint64_t ms = al->timeout_ms;
+        if (ms == 0)
+            continue;
+        while (al->head != NULL && w->now - al->head->last_active >= ms) {
+            log_debug("closing an idle connection (listener %s)", al->head->l->svc->cfg->name);
+            conn_destroy(al->head);
         }
-        if (w->active.head != NULL)
-            next = w->active.head->last_active + ms;
+        if (al->head != NULL && al->head->last_active + ms < next)
+            next = al->head->last_active + ms;
     }
     while (w->linger.head != NULL && w->now - w->linger.head->last_active >= LINGER_MS)
         conn_destroy(w->linger.head);
@@ -170,9 +198,9 @@ static int worker_timers(worker *w)
     }
     if (w->draining) {
         if (w->now >= w->drain_deadline) {
-            if (w->active.count + w->linger.count > 0)
-                log_warn("shutdown_timeout reached: closing %zu connections",
-                         w->active.count + w->linger.count);
+            size_t open = worker_conn_count(w);
+            if (open > 0)
+                log_warn("shutdown_timeout reached: closing %zu connections", open);
             worker_close_all(w);
         } else if (w->drain_deadline < next) {
             next = w->drain_deadline;
@@ -193,7 +221,7 @@ static void *worker_main(void *arg)
     w->now = now_ms();
     for (;;) {
         int timeout = worker_timers(w);
-        if (w->draining && w->active.count + w->linger.count == 0)
+        if (w->draining && worker_conn_count(w) == 0)
             break;
         int n = epoll_wait(w->epfd, evs, MAX_EVENTS, timeout);
         if (n < 0) {
@@ -246,6 +274,9 @@ static void worker_free(worker *w)
     w->epfd = w->wakefd = -1;
     buf_free(&w->stage);
     free(w->rbuf);
+    free(w->active);
+    w->rbuf = NULL;
+    w->active = NULL;
 }
 
 int worker_start_all(server *srv, char *err, size_t errlen)
@@ -263,8 +294,13 @@ int worker_start_all(server *srv, char *err, size_t errlen)
         w->wakefd = -1;
         w->epfd = epoll_create1(EPOLL_CLOEXEC);
         w->rbuf = malloc(READ_BUF_SIZE);
-        if (w->epfd < 0 || w->rbuf == NULL) {
-            snprintf(err, errlen, "worker %d: %s", i, w->rbuf ? strerror(errno) : "out of memory");
+        w->active = calloc(srv->nservices, sizeof *w->active);
+        w->nactive = srv->nservices;
+        for (size_t j = 0; w->active != NULL && j < srv->nservices; j++)
+            w->active[j].timeout_ms = srv->services[j].idle_ms;
+        if (w->epfd < 0 || w->rbuf == NULL || w->active == NULL) {
+            snprintf(err, errlen, "worker %d: %s", i,
+                     w->epfd < 0 ? strerror(errno) : "out of memory");
             worker_free(w);
             goto fail;
         }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -237,31 +238,57 @@ int hs_write_file(char *out, size_t cap, const char *dir, const char *name, cons
     return rc;
 }
 
-int hs_write_config(char *out, size_t cap, const char *dir, const char *name, const char *bind,
-                    const char *extra_fmt, ...)
+/* The text of hs_write_plugin_config(), EXTRA_FMT's arguments in AP. */
+static int write_config(char *out, size_t cap, const char *dir, const char *name, const char *bind,
+                        const char *plugin, const char *extra_fmt, va_list ap)
+    __attribute__((format(printf, 7, 0)));
+
+static int write_config(char *out, size_t cap, const char *dir, const char *name, const char *bind,
+                        const char *plugin, const char *extra_fmt, va_list ap)
 {
     const char *plugin_dir = hs_env_path("ES_PLUGIN_DIR");
-    va_list ap;
     char *extra = NULL;
     int rc;
 
     if (plugin_dir == NULL)
         return -1;
-    va_start(ap, extra_fmt);
     rc = vasprintf(&extra, extra_fmt, ap);
-    va_end(ap);
     if (rc < 0)
         return -1;
     rc = hs_write_file(out, cap, dir, name,
                        "[server]\n"
                        "bind = %s\n"
                        "threads = 2\n"
-                       "plugin = echo\n"
+                       "plugin = %s\n"
                        "plugin_dir = %s\n"
                        "log_level = info\n"
                        "%s",
-                       bind, plugin_dir, extra);
+                       bind, plugin, plugin_dir, extra);
     free(extra);
+    return rc;
+}
+
+int hs_write_config(char *out, size_t cap, const char *dir, const char *name, const char *bind,
+                    const char *extra_fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, extra_fmt);
+    rc = write_config(out, cap, dir, name, bind, "echo", extra_fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int hs_write_plugin_config(char *out, size_t cap, const char *dir, const char *name,
+                           const char *bind, const char *plugin, const char *extra_fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, extra_fmt);
+    rc = write_config(out, cap, dir, name, bind, plugin, extra_fmt, ap);
+    va_end(ap);
     return rc;
 }
 
@@ -1189,6 +1216,34 @@ void hs_fill_pattern(void *buf, size_t len, unsigned seed)
     }
 }
 
+void hs_dump_lines(const char *what, const char *text, size_t len)
+{
+    fprintf(stderr, "# %s (%zu bytes):\n", what, len);
+    while (len > 0) {
+        const char *nl = memchr(text, '\n', len);
+        size_t n = nl ? (size_t)(nl - text) : len;
+        fprintf(stderr, "#   | %.*s\n", (int)n, text);
+        n += nl != NULL;
+        text += n;
+        len -= n;
+    }
+}
+
+bool hs_same_bytes(const char *what, const void *want, const void *got, size_t len)
+{
+    const unsigned char *x = want;
+    const unsigned char *y = got;
+
+    for (size_t i = 0; i < len; i++) {
+        if (x[i] != y[i]) {
+            fprintf(stderr, "# %s: first difference at byte %zu of %zu: "
+                    "expected 0x%02x, got 0x%02x\n", what, i, len, x[i], y[i]);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* ---- cmocka fixtures ----------------------------------------------------------------------- */
 
 int hs_ctx_setup(void **state)
@@ -1275,4 +1330,258 @@ struct hs_proc *hs_ctx_start_conf(struct hs_ctx *c, int nlisten, long nofile)
     if (p == NULL)
         HS_FAIL("echosrv did not start on %s", c->conf);
     return p;
+}
+
+void hs_assert_quiet(int fd, int ms)
+{
+    int r = hs_wait_closed(fd, ms);
+
+    if (r == 1)
+        HS_FAIL("unexpected extra bytes from the server");
+    if (r == 0)
+        HS_FAIL("the server closed the connection unexpectedly");
+}
+
+/* ---- child commands, stdout and stderr apart ------------------------------------------------ */
+
+/* Appends what is readable on FD to *BUF. Returns 0 at EOF, 1 if more may come. */
+static int drain_into(int fd, char **buf, size_t *len, size_t *cap)
+{
+    char chunk[65536];
+    ssize_t n = read(fd, chunk, sizeof chunk);
+
+    if (n < 0)
+        return errno == EINTR || errno == EAGAIN ? 1 : 0;
+    if (n == 0)
+        return 0;
+    if (*len + (size_t)n + 1 > *cap) {
+        size_t ncap = *cap ? *cap : 4096;
+        while (ncap < *len + (size_t)n + 1)
+            ncap *= 2;
+        char *nb = realloc(*buf, ncap);
+        if (nb == NULL)
+            return 0;
+        *buf = nb;
+        *cap = ncap;
+    }
+    memcpy(*buf + *len, chunk, (size_t)n);
+    *len += (size_t)n;
+    (*buf)[*len] = '\0';
+    return 1;
+}
+
+/* In the forked child: no blocked signal, SIGPIPE's default action, SIGKILL when the parent
+ * dies. */
+static void child_reset(void)
+{
+    sigset_t none;
+
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+/* In the forked child, once stdin, stdout and stderr are set: closes every other fd and runs
+ * PATH with ARGV. Never returns. */
+static void child_exec(const char *path, const char *const argv[]) __attribute__((noreturn));
+
+static void child_exec(const char *path, const char *const argv[])
+{
+    if (close_range(3, ~0u, 0) < 0)
+        for (int fd = 3; fd < 4096; fd++)
+            close(fd);
+    execv(path, (char *const *)argv);
+    _exit(127);
+}
+
+/* Waits for PID (NAME in messages) until START + TIMEOUT_MS, then SIGKILLs it; fills the
+ * status, the time and empty outputs in R. */
+static void reap(struct hs_cmd *r, const char *name, pid_t pid, long start, int timeout_ms)
+{
+    for (;;) {
+        int st;
+        pid_t w = waitpid(pid, &st, WNOHANG);
+        if (w == pid) {
+            r->status = st;
+            break;
+        }
+        if (hs_now_ms() >= start + timeout_ms) {
+            fprintf(stderr, "# %s (pid %d) still running after %d ms; killing it\n", name,
+                    (int)pid, timeout_ms);
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            break;
+        }
+        hs_sleep_ms(2);
+    }
+    r->ms = hs_now_ms() - start;
+    if (r->out == NULL)
+        r->out = calloc(1, 1);
+    if (r->err == NULL)
+        r->err = calloc(1, 1);
+    assert_non_null(r->out);
+    assert_non_null(r->err);
+}
+
+/* Occurrences of NEEDLE in TEXT (NULL counts none). */
+static int count_of(const char *text, const char *needle)
+{
+    int n = 0;
+
+    while (text != NULL && (text = strstr(text, needle)) != NULL) {
+        n++;
+        text++;
+    }
+    return n;
+}
+
+void hs_cmd_run(struct hs_cmd *r, const char *path, const char *const argv[], const void *in,
+                size_t inlen, int timeout_ms)
+{
+    int pin[2] = { -1, -1 }, pout[2], perr[2];
+    size_t out_cap = 0, err_cap = 0, sent = 0;
+    long start = hs_now_ms();
+    pid_t pid;
+
+    memset(r, 0, sizeof *r);
+    if (in != NULL)
+        assert_int_equal(pipe2(pin, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(pout, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(perr, O_CLOEXEC), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+        child_reset();
+        if (dup2(in != NULL ? pin[0] : devnull, 0) < 0 || dup2(pout[1], 1) < 0 ||
+            dup2(perr[1], 2) < 0)
+            _exit(127);
+        child_exec(path, argv);
+    }
+    close(pout[1]);
+    close(perr[1]);
+    if (in != NULL) {
+        close(pin[0]);
+        fcntl(pin[1], F_SETFL, O_NONBLOCK);
+        if (inlen == 0) {
+            close(pin[1]);
+            pin[1] = -1;
+        }
+    }
+
+    bool out_open = true, err_open = true;
+    r->status = -1;
+    while (out_open || err_open || pin[1] >= 0) {
+        struct pollfd pfd[3] = {
+            { out_open ? pout[0] : -1, POLLIN, 0 },
+            { err_open ? perr[0] : -1, POLLIN, 0 },
+            { pin[1], POLLOUT, 0 },
+        };
+        int left = (int)(start + timeout_ms - hs_now_ms());
+
+        if (left <= 0)
+            break;
+        if (poll(pfd, 3, left) < 0 && errno != EINTR)
+            break;
+        if (pfd[0].revents && drain_into(pout[0], &r->out, &r->out_len, &out_cap) == 0)
+            out_open = false;
+        if (pfd[1].revents && drain_into(perr[0], &r->err, &r->err_len, &err_cap) == 0)
+            err_open = false;
+        if (pfd[2].revents) {
+            ssize_t n = write(pin[1], (const char *)in + sent, inlen - sent);
+            if (n > 0)
+                sent += (size_t)n;
+            if ((n < 0 && errno != EAGAIN && errno != EINTR) || sent == inlen) {
+                close(pin[1]);
+                pin[1] = -1;
+            }
+        }
+    }
+    if (pin[1] >= 0)
+        close(pin[1]);
+    close(pout[0]);
+    close(perr[0]);
+    reap(r, argv[0], pid, start, timeout_ms);
+}
+
+void hs_cmd_run_tty(struct hs_cmd *r, const char *path, const char *const argv[],
+                    const char *prompt, const char *const keys[], int nsteps, int timeout_ms)
+{
+    int pout[2], perr[2], master, step = 0;
+    size_t out_cap = 0, err_cap = 0;
+    long start = hs_now_ms();
+    char *slave;
+    pid_t pid;
+
+    memset(r, 0, sizeof *r);
+    master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    assert_true(master >= 0);
+    assert_int_equal(grantpt(master), 0);
+    assert_int_equal(unlockpt(master), 0);
+    slave = ptsname(master);
+    assert_non_null(slave);
+    assert_int_equal(pipe2(pout, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(perr, O_CLOEXEC), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        child_reset();
+        setsid();
+        int sfd = open(slave, O_RDWR | O_CLOEXEC);      /* the controlling terminal */
+        if (sfd < 0 || dup2(sfd, 0) < 0 || dup2(pout[1], 1) < 0 || dup2(perr[1], 2) < 0)
+            _exit(127);
+        child_exec(path, argv);
+    }
+    close(pout[1]);
+    close(perr[1]);
+
+    bool out_open = true, err_open = true;
+    r->status = -1;
+    while (out_open || err_open) {
+        if (step < nsteps && count_of(r->err, prompt) > step) {
+            if (write(master, keys[step], strlen(keys[step])) < 0)
+                break;
+            step++;
+            continue;
+        }
+        struct pollfd pfd[3] = {
+            { out_open ? pout[0] : -1, POLLIN, 0 },
+            { err_open ? perr[0] : -1, POLLIN, 0 },
+            { master, POLLIN, 0 },
+        };
+        int left = (int)(start + timeout_ms - hs_now_ms());
+
+        if (left <= 0)
+            break;
+        if (poll(pfd, 3, left < 50 ? left : 50) < 0 && errno != EINTR)
+            break;
+        if (pfd[0].revents && drain_into(pout[0], &r->out, &r->out_len, &out_cap) == 0)
+            out_open = false;
+        if (pfd[1].revents && drain_into(perr[0], &r->err, &r->err_len, &err_cap) == 0)
+            err_open = false;
+        if (pfd[2].revents & POLLIN) {
+            char junk[4096];            /* what the terminal echoes: not checked */
+            if (read(master, junk, sizeof junk) < 0) {
+                /* the slave side is gone */
+            }
+        }
+    }
+    if (step < nsteps)
+        fprintf(stderr, "# the interactive session stopped at step %d of %d\n", step, nsteps);
+    close(pout[0]);
+    close(perr[0]);
+    reap(r, argv[0], pid, start, timeout_ms);
+    close(master);
+}
+
+void hs_cmd_free(struct hs_cmd *r)
+{
+    free(r->out);
+    free(r->err);
+    r->out = NULL;
+    r->err = NULL;
+    r->out_len = 0;
+    r->err_len = 0;
 }

@@ -47,6 +47,11 @@ int hs_write_file(char *out, size_t cap, const char *dir, const char *name, cons
 int hs_write_config(char *out, size_t cap, const char *dir, const char *name, const char *bind,
                     const char *extra_fmt, ...) __attribute__((format(printf, 6, 7)));
 
+/* hs_write_config() serving PLUGIN instead of echo. */
+int hs_write_plugin_config(char *out, size_t cap, const char *dir, const char *name,
+                           const char *bind, const char *plugin, const char *extra_fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+
 /* Starts $ECHOSRV with ARGS (NULL-terminated, without argv[0]); stdin is /dev/null, stdout and
  * stderr go to a CLOEXEC pipe drained in the background. NOFILE > 0 sets RLIMIT_NOFILE (soft
  * and hard) in the child before exec. Returns NULL on failure. Free with hs_proc_free(). */
@@ -148,6 +153,13 @@ bool hs_have_ipv6_loopback(void);
 /* Fills BUF with printable pattern bytes (no '\r' or '\n') derived from SEED. */
 void hs_fill_pattern(void *buf, size_t len, unsigned seed);
 
+/* Prints the LEN bytes of TEXT as '# ' lines on stderr, under the heading WHAT and LEN. */
+void hs_dump_lines(const char *what, const char *text, size_t len);
+
+/* True if WANT and GOT hold the same LEN bytes; otherwise prints where they first differ, under
+ * the name WHAT, and returns false. */
+bool hs_same_bytes(const char *what, const void *want, const void *got, size_t len);
+
 /* ---- cmocka fixtures: per-test state shared by the integration tests ------------------------
  * The macros and functions below call cmocka (fail(), assert_*): include <cmocka.h> first, and
  * call them from the test's own thread. */
@@ -210,5 +222,35 @@ struct hs_proc *hs_ctx_start(struct hs_ctx *c, const char *bind, int nlisten, lo
 
 /* Starts echosrv on the configuration already written to c->conf, as hs_ctx_start() does. */
 struct hs_proc *hs_ctx_start_conf(struct hs_ctx *c, int nlisten, long nofile);
+
+/* Asserts that nothing more arrives on FD within MS and that it stays open. */
+void hs_assert_quiet(int fd, int ms);
+
+/* What one run of a command left behind (hs_cmd_run(), hs_cmd_run_tty()); the caller owns it
+ * and frees it with hs_cmd_free(). */
+struct hs_cmd {
+    int status;                 /* wait status, or -1 if it had to be killed */
+    char *out;                  /* stdout, NUL-terminated (it may hold NULs itself) */
+    size_t out_len;
+    char *err;                  /* stderr, NUL-terminated */
+    size_t err_len;
+    long ms;                    /* how long it ran */
+};
+
+/* Runs the program at PATH with ARGV (NULL-terminated, argv[0] included, and the name used in
+ * messages), feeding IN (INLEN bytes; stdin is /dev/null when IN is NULL) and capturing stdout
+ * and stderr apart into *R. The child is SIGKILLed by its PID after TIMEOUT_MS (and if this
+ * process dies). Fails the test if the pipes or the fork fail. */
+void hs_cmd_run(struct hs_cmd *r, const char *path, const char *const argv[], const void *in,
+                size_t inlen, int timeout_ms);
+
+/* The same with a pseudo-terminal as stdin (stdout and stderr are pipes), as a user would:
+ * types KEYS[i] once stderr holds PROMPT i+1 times, for NSTEPS steps, then waits for the
+ * exit. Bounded by TIMEOUT_MS. */
+void hs_cmd_run_tty(struct hs_cmd *r, const char *path, const char *const argv[],
+                    const char *prompt, const char *const keys[], int nsteps, int timeout_ms);
+
+/* Frees what a run captured; R may be run again. */
+void hs_cmd_free(struct hs_cmd *r);
 
 #endif

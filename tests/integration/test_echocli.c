@@ -8,17 +8,14 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,16 +26,6 @@
 #ifndef TEST_BUDGET_S
 #define TEST_BUDGET_S 60        /* SIGALRM backstop per test */
 #endif
-
-/* What one echocli run left behind. */
-struct run {
-    int status;                 /* wait status, or -1 if it had to be killed */
-    char *out;                  /* stdout, NUL-terminated (it may hold NULs itself) */
-    size_t out_len;
-    char *err;                  /* stderr, NUL-terminated */
-    size_t err_len;
-    long ms;                    /* how long it ran */
-};
 
 /* A fake server in a thread: accepts connections one after the other and misbehaves. */
 enum fake_mode {
@@ -59,7 +46,7 @@ struct fake {
 struct ctx {
     struct hs_ctx hs;           /* first: the harness sees a struct hs_ctx */
     struct fake fake;
-    struct run runs[8];
+    struct hs_cmd runs[8];
     int nruns;
 };
 
@@ -82,10 +69,8 @@ static int teardown(void **state)
         }
         if (c->fake.fd >= 0)
             close(c->fake.fd);
-        for (int i = 0; i < c->nruns; i++) {
-            free(c->runs[i].out);
-            free(c->runs[i].err);
-        }
+        for (int i = 0; i < c->nruns; i++)
+            hs_cmd_free(&c->runs[i]);
     }
     return hs_ctx_teardown(state);
 }
@@ -96,286 +81,48 @@ static struct ctx *begin(void **state, const char *name)
     return (struct ctx *)hs_ctx_begin(state, TEST_BUDGET_S, name);
 }
 
-/* Appends what is readable on FD to *BUF. Returns 0 at EOF, 1 if more may come. */
-static int drain_into(int fd, char **buf, size_t *len, size_t *cap)
+/* A new run of C (8 per test at most) of $ECHOCLI, whose argv ($ECHOCLI, then ARGS) goes to
+ * ARGV, an array of 40. */
+static struct hs_cmd *run_new(struct ctx *c, const char *const args[], const char **argv)
 {
-    char chunk[65536];
-    ssize_t n = read(fd, chunk, sizeof chunk);
-
-    if (n < 0)
-        return errno == EINTR || errno == EAGAIN ? 1 : 0;
-    if (n == 0)
-        return 0;
-    if (*len + (size_t)n + 1 > *cap) {
-        size_t ncap = *cap ? *cap : 4096;
-        while (ncap < *len + (size_t)n + 1)
-            ncap *= 2;
-        char *nb = realloc(*buf, ncap);
-        if (nb == NULL)
-            return 0;
-        *buf = nb;
-        *cap = ncap;
-    }
-    memcpy(*buf + *len, chunk, (size_t)n);
-    *len += (size_t)n;
-    (*buf)[*len] = '\0';
-    return 1;
-}
-
-/* Prints TEXT as '# ' lines on stderr under the heading WHAT. */
-static void dump(const char *what, const char *text, size_t len)
-{
-    fprintf(stderr, "# %s (%zu bytes):\n", what, len);
-    while (len > 0) {
-        const char *nl = memchr(text, '\n', len);
-        size_t n = nl ? (size_t)(nl - text) : len;
-        fprintf(stderr, "#   | %.*s\n", (int)n, text);
-        n += nl != NULL;
-        text += n;
-        len -= n;
-    }
-}
-
-/* Waits for PID until START + TIMEOUT_MS, then SIGKILLs it; fills the status, the time and
- * empty outputs in R. */
-static void reap(pid_t pid, long start, int timeout_ms, struct run *r)
-{
-    for (;;) {
-        int st;
-        pid_t w = waitpid(pid, &st, WNOHANG);
-        if (w == pid) {
-            r->status = st;
-            break;
-        }
-        if (hs_now_ms() >= start + timeout_ms) {
-            fprintf(stderr, "# echocli (pid %d) still running after %d ms; killing it\n",
-                    (int)pid, timeout_ms);
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            break;
-        }
-        hs_sleep_ms(2);
-    }
-    r->ms = hs_now_ms() - start;
-    if (r->out == NULL)
-        r->out = calloc(1, 1);
-    if (r->err == NULL)
-        r->err = calloc(1, 1);
-    assert_non_null(r->out);
-    assert_non_null(r->err);
-}
-
-/* A new run of C (8 per test at most) for BIN, whose argv (BIN, then ARGS) goes to ARGV, an
- * array of 40. */
-static struct run *run_new(struct ctx *c, const char *bin, const char *const args[], char **argv)
-{
-    struct run *r;
+    const char *bin = hs_env_path("ECHOCLI");
     int argc = 0;
 
     assert_non_null(bin);
     assert_true(c->nruns < (int)(sizeof c->runs / sizeof c->runs[0]));
-    r = &c->runs[c->nruns++];
-    memset(r, 0, sizeof *r);
-    argv[argc++] = (char *)bin;
+    argv[argc++] = bin;
     for (int i = 0; args[i] != NULL && argc < 39; i++)
-        argv[argc++] = (char *)args[i];
+        argv[argc++] = args[i];
     argv[argc] = NULL;
+    return &c->runs[c->nruns++];
+}
+
+/* Runs $ECHOCLI with ARGS (NULL-terminated, without argv[0]) as hs_cmd_run() does. The result
+ * belongs to C. */
+static struct hs_cmd *cli_run(struct ctx *c, const char *const args[], const void *in,
+                              size_t inlen, int timeout_ms)
+{
+    const char *argv[40];
+    struct hs_cmd *r = run_new(c, args, argv);
+
+    hs_cmd_run(r, argv[0], argv, in, inlen, timeout_ms);
     return r;
 }
 
-/* In the forked child: no blocked signal, SIGPIPE's default action, SIGKILL when the parent
- * dies. */
-static void child_reset(void)
+/* Runs $ECHOCLI with ARGS on a pseudo-terminal (the prompt "echo> " goes to stderr) as
+ * hs_cmd_run_tty() does, typing KEYS[i] at the (i+1)-th prompt. The result belongs to C. */
+static struct hs_cmd *cli_run_tty(struct ctx *c, const char *const args[],
+                                  const char *const keys[], int nsteps, int timeout_ms)
 {
-    sigset_t none;
+    const char *argv[40];
+    struct hs_cmd *r = run_new(c, args, argv);
 
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-}
-
-/* In the forked child, once stdin, stdout and stderr are set: closes every other fd and runs
- * ARGV. Never returns. */
-static void child_exec(char **argv) __attribute__((noreturn));
-
-static void child_exec(char **argv)
-{
-    if (close_range(3, ~0u, 0) < 0)
-        for (int fd = 3; fd < 4096; fd++)
-            close(fd);
-    execv(argv[0], argv);
-    _exit(127);
-}
-
-/*
- * Runs $ECHOCLI with ARGS (NULL-terminated, without argv[0]), feeding IN (INLEN bytes; stdin is
- * /dev/null when IN is NULL) and capturing stdout and stderr apart. The child is SIGKILLed by
- * its PID after TIMEOUT_MS (and if this process dies). The result belongs to C.
- */
-static struct run *cli_run(struct ctx *c, const char *const args[], const void *in, size_t inlen,
-                           int timeout_ms)
-{
-    char *argv[40];
-    int pin[2] = { -1, -1 }, pout[2], perr[2];
-    size_t out_cap = 0, err_cap = 0, sent = 0;
-    long start = hs_now_ms();
-    struct run *r = run_new(c, hs_env_path("ECHOCLI"), args, argv);
-    pid_t pid;
-
-    if (in != NULL)
-        assert_int_equal(pipe2(pin, O_CLOEXEC), 0);
-    assert_int_equal(pipe2(pout, O_CLOEXEC), 0);
-    assert_int_equal(pipe2(perr, O_CLOEXEC), 0);
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-
-        child_reset();
-        if (dup2(in != NULL ? pin[0] : devnull, 0) < 0 || dup2(pout[1], 1) < 0 ||
-            dup2(perr[1], 2) < 0)
-            _exit(127);
-        child_exec(argv);
-    }
-    close(pout[1]);
-    close(perr[1]);
-    if (in != NULL) {
-        close(pin[0]);
-        fcntl(pin[1], F_SETFL, O_NONBLOCK);
-        if (inlen == 0) {
-            close(pin[1]);
-            pin[1] = -1;
-        }
-    }
-
-    bool out_open = true, err_open = true;
-    r->status = -1;
-    while (out_open || err_open || pin[1] >= 0) {
-        struct pollfd pfd[3] = {
-            { out_open ? pout[0] : -1, POLLIN, 0 },
-            { err_open ? perr[0] : -1, POLLIN, 0 },
-            { pin[1], POLLOUT, 0 },
-        };
-        int left = (int)(start + timeout_ms - hs_now_ms());
-
-        if (left <= 0)
-            break;
-        if (poll(pfd, 3, left) < 0 && errno != EINTR)
-            break;
-        if (pfd[0].revents && drain_into(pout[0], &r->out, &r->out_len, &out_cap) == 0)
-            out_open = false;
-        if (pfd[1].revents && drain_into(perr[0], &r->err, &r->err_len, &err_cap) == 0)
-            err_open = false;
-        if (pfd[2].revents) {
-            ssize_t n = write(pin[1], (const char *)in + sent, inlen - sent);
-            if (n > 0)
-                sent += (size_t)n;
-            if ((n < 0 && errno != EAGAIN && errno != EINTR) || sent == inlen) {
-                close(pin[1]);
-                pin[1] = -1;
-            }
-        }
-    }
-    if (pin[1] >= 0)
-        close(pin[1]);
-    close(pout[0]);
-    close(perr[0]);
-    reap(pid, start, timeout_ms, r);
-    return r;
-}
-
-/* Occurrences of NEEDLE in TEXT. */
-static int count_of(const char *text, const char *needle)
-{
-    int n = 0;
-
-    while (text != NULL && (text = strstr(text, needle)) != NULL) {
-        n++;
-        text++;
-    }
-    return n;
-}
-
-/*
- * Runs $ECHOCLI with ARGS and a pseudo-terminal as stdin (stdout and stderr are pipes: the
- * prompt goes to stderr), as a user would: types KEYS[i] once the (i+1)-th prompt "echo> " is
- * shown, for NSTEPS steps, then waits for the exit. Bounded by TIMEOUT_MS.
- */
-static struct run *cli_run_tty(struct ctx *c, const char *const args[], const char *const keys[],
-                               int nsteps, int timeout_ms)
-{
-    char *argv[40];
-    int pout[2], perr[2], master, step = 0;
-    size_t out_cap = 0, err_cap = 0;
-    long start = hs_now_ms();
-    struct run *r = run_new(c, hs_env_path("ECHOCLI"), args, argv);
-    char *slave;
-    pid_t pid;
-
-    master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-    assert_true(master >= 0);
-    assert_int_equal(grantpt(master), 0);
-    assert_int_equal(unlockpt(master), 0);
-    slave = ptsname(master);
-    assert_non_null(slave);
-    assert_int_equal(pipe2(pout, O_CLOEXEC), 0);
-    assert_int_equal(pipe2(perr, O_CLOEXEC), 0);
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        child_reset();
-        setsid();
-        int sfd = open(slave, O_RDWR | O_CLOEXEC);      /* the controlling terminal */
-        if (sfd < 0 || dup2(sfd, 0) < 0 || dup2(pout[1], 1) < 0 || dup2(perr[1], 2) < 0)
-            _exit(127);
-        child_exec(argv);
-    }
-    close(pout[1]);
-    close(perr[1]);
-
-    bool out_open = true, err_open = true;
-    r->status = -1;
-    while (out_open || err_open) {
-        if (step < nsteps && count_of(r->err, "echo> ") > step) {
-            if (write(master, keys[step], strlen(keys[step])) < 0)
-                break;
-            step++;
-            continue;
-        }
-        struct pollfd pfd[3] = {
-            { out_open ? pout[0] : -1, POLLIN, 0 },
-            { err_open ? perr[0] : -1, POLLIN, 0 },
-            { master, POLLIN, 0 },
-        };
-        int left = (int)(start + timeout_ms - hs_now_ms());
-
-        if (left <= 0)
-            break;
-        if (poll(pfd, 3, left < 50 ? left : 50) < 0 && errno != EINTR)
-            break;
-        if (pfd[0].revents && drain_into(pout[0], &r->out, &r->out_len, &out_cap) == 0)
-            out_open = false;
-        if (pfd[1].revents && drain_into(perr[0], &r->err, &r->err_len, &err_cap) == 0)
-            err_open = false;
-        if (pfd[2].revents & POLLIN) {
-            char junk[4096];            /* what the terminal echoes: not checked */
-            if (read(master, junk, sizeof junk) < 0) {
-                /* the slave side is gone */
-            }
-        }
-    }
-    if (step < nsteps)
-        fprintf(stderr, "# the interactive session stopped at step %d of %d\n", step, nsteps);
-    close(pout[0]);
-    close(perr[0]);
-    reap(pid, start, timeout_ms, r);
-    close(master);
+    hs_cmd_run_tty(r, argv[0], argv, "echo> ", keys, nsteps, timeout_ms);
     return r;
 }
 
 /* The exit code of a run, or -1 (printing the outputs) if it did not exit normally. */
-static int exit_code(const struct run *r)
+static int exit_code(const struct hs_cmd *r)
 {
     if (r->status >= 0 && WIFEXITED(r->status))
         return WEXITSTATUS(r->status);
@@ -385,30 +132,30 @@ static int exit_code(const struct run *r)
 }
 
 /* Asserts that the run exited with CODE; prints its outputs if not. */
-static void expect_exit(const struct run *r, int code, const char *what)
+static void expect_exit(const struct hs_cmd *r, int code, const char *what)
 {
     int got = exit_code(r);
 
     if (got != code) {
-        dump("stdout", r->out, r->out_len);
-        dump("stderr", r->err, r->err_len);
+        hs_dump_lines("stdout", r->out, r->out_len);
+        hs_dump_lines("stderr", r->err, r->err_len);
         HS_FAIL("%s: echocli exited with %d, expected %d", what, got, code);
     }
 }
 
 /* Asserts that stdout is exactly WANT (WANT_LEN bytes). */
-static void expect_stdout(const struct run *r, const void *want, size_t want_len, const char *what)
+static void expect_stdout(const struct hs_cmd *r, const void *want, size_t want_len, const char *what)
 {
     if (r->out_len != want_len || memcmp(r->out, want, want_len) != 0) {
-        dump("expected stdout", want, want_len);
-        dump("stdout", r->out, r->out_len);
-        dump("stderr", r->err, r->err_len);
+        hs_dump_lines("expected stdout", want, want_len);
+        hs_dump_lines("stdout", r->out, r->out_len);
+        hs_dump_lines("stderr", r->err, r->err_len);
         HS_FAIL("%s: unexpected output", what);
     }
 }
 
 /* Asserts that stderr contains every NULL-terminated needle (case-insensitive). */
-static void expect_stderr_has(const struct run *r, const char *what, ...)
+static void expect_stderr_has(const struct hs_cmd *r, const char *what, ...)
 {
     va_list ap;
     const char *needle;
@@ -416,7 +163,7 @@ static void expect_stderr_has(const struct run *r, const char *what, ...)
     va_start(ap, what);
     while ((needle = va_arg(ap, const char *)) != NULL) {
         if (strcasestr(r->err, needle) == NULL) {
-            dump("stderr", r->err, r->err_len);
+            hs_dump_lines("stderr", r->err, r->err_len);
             va_end(ap);
             HS_FAIL("%s: stderr does not mention '%s'", what, needle);
         }
@@ -546,7 +293,7 @@ static void test_one_message(void **state)
     snprintf(bind, sizeof bind, "127.0.0.1:0, unix:%s/echo.sock", c->hs.dir);
     struct hs_proc *srv = hs_ctx_start(&c->hs, bind, 2, 0, "");
     const char *args[] = { "-a", hs_addr(srv, 0), "-t", "5", "Hello, world!", NULL };
-    struct run *r = cli_run(c, args, NULL, 0, RUN_MS);
+    struct hs_cmd *r = cli_run(c, args, NULL, 0, RUN_MS);
     expect_exit(r, 0, "one message over TCP");
     expect_stdout(r, "Hello, world!\n", 14, "one message over TCP");
     if (r->err_len != 0)
@@ -584,7 +331,7 @@ static void test_argument_order(void **state)
     }
     args[5 + N] = NULL;
     fclose(w);
-    struct run *r = cli_run(c, args, NULL, 0, RUN_MS);
+    struct hs_cmd *r = cli_run(c, args, NULL, 0, RUN_MS);
     for (int i = 0; i < N; i++)
         free(msgs[i]);
     expect_exit(r, 0, "20 messages, pool 4");
@@ -609,7 +356,7 @@ static void test_stdin(void **state)
     struct hs_proc *srv = hs_ctx_start(&c->hs, "127.0.0.1:0", 1, 0, "");
     const char *args[] = { "-a", hs_addr(srv, 0), NULL };
 
-    struct run *r = cli_run(c, args, in, sizeof in - 1, RUN_MS);
+    struct hs_cmd *r = cli_run(c, args, in, sizeof in - 1, RUN_MS);
     expect_exit(r, 0, "5 lines on stdin");
     expect_stdout(r, want, sizeof want - 1, "5 lines on stdin");
     if (strstr(r->err, "echo>") != NULL || strstr(r->out, "echo>") != NULL)
@@ -628,7 +375,7 @@ static void test_quit(void **state)
     struct hs_proc *srv = hs_ctx_start(&c->hs, "127.0.0.1:0", 1, 0, "");
     const char *args[] = { "-a", hs_addr(srv, 0), "QUIT", NULL };
 
-    struct run *r = cli_run(c, args, NULL, 0, RUN_MS);
+    struct hs_cmd *r = cli_run(c, args, NULL, 0, RUN_MS);
     expect_exit(r, 0, "QUIT");
     expect_stdout(r, "QUIT\n", 5, "QUIT");
 
@@ -648,7 +395,7 @@ static void test_interactive(void **state)
     /* Enter is '\r' on a terminal. */
     const char *const keys[] = { "hello\r", "\r", "QUIT\r", "world\r", "\x04" };
 
-    struct run *r = cli_run_tty(c, args, keys, 5, RUN_MS);
+    struct hs_cmd *r = cli_run_tty(c, args, keys, 5, RUN_MS);
     expect_exit(r, 0, "interactive session");
     expect_stdout(r, "hello\nQUIT\nworld\n", 17, "interactive session");
 
@@ -674,7 +421,7 @@ static void test_unreachable(void **state)
 
     close(fd);                  /* bound, then closed: nothing listens there */
     const char *args[] = { "-a", addr, "-t", "5", "hello", NULL };
-    struct run *r = cli_run(c, args, NULL, 0, RUN_MS);
+    struct hs_cmd *r = cli_run(c, args, NULL, 0, RUN_MS);
     expect_exit(r, 1, "unreachable port");
     expect_stderr_has(r, "unreachable port", addr, "refused", NULL);
     expect_stdout(r, "", 0, "unreachable port");
@@ -699,7 +446,7 @@ static void test_timeout(void **state)
     int fd = loopback_socket(addr, sizeof addr, true);     /* listening, never accepting */
     const char *args[] = { "-a", addr, "-t", "0.3", "hello", NULL };
 
-    struct run *r = cli_run(c, args, NULL, 0, RUN_MS);
+    struct hs_cmd *r = cli_run(c, args, NULL, 0, RUN_MS);
     close(fd);
     expect_exit(r, 1, "no reply within -t 0.3");
     expect_stderr_has(r, "no reply within -t 0.3", addr, "timed out", NULL);
@@ -741,7 +488,7 @@ static void test_bad_arguments(void **state)
         snprintf(label, sizeof label, "bad arguments #%zu (%s %s)", i, args[0],
                  args[1] ? args[1] : "");
         c->nruns = 0;
-        struct run *r = cli_run(c, args, NULL, 0, RUN_MS);
+        struct hs_cmd *r = cli_run(c, args, NULL, 0, RUN_MS);
         expect_exit(r, 2, label);
         expect_stderr_has(r, label, "usage", NULL);
         expect_stdout(r, "", 0, label);
@@ -751,7 +498,7 @@ static void test_bad_arguments(void **state)
     c->nruns = 0;
 
     const char *sep[] = { "-a", "127.0.0.1:1", "fine", "a\r\n\r\nb", NULL };
-    struct run *r = cli_run(c, sep, NULL, 0, RUN_MS);
+    struct hs_cmd *r = cli_run(c, sep, NULL, 0, RUN_MS);
     expect_exit(r, 2, "a message containing the separator");
     expect_stderr_has(r, "a message containing the separator", "separator", NULL);
 
@@ -782,7 +529,7 @@ static void test_bench(void **state)
     const char *args[] = { "bench", "-a", hs_addr(srv, 0), "-c", "8", "-n", "2000", "-s", "64",
                            "--json", NULL };
 
-    struct run *r = cli_run(c, args, NULL, 0, RUN_MS);
+    struct hs_cmd *r = cli_run(c, args, NULL, 0, RUN_MS);
     expect_exit(r, 0, "bench --json");
     if (r->out[0] != '{' || strchr(r->out, '\n') != r->out + r->out_len - 1 ||
         r->out[r->out_len - 2] != '}')
@@ -832,7 +579,7 @@ static void test_bench_corrupt(void **state)
     fake_start(c, FAKE_CORRUPT);
     const char *args[] = { "bench", "-a", c->fake.addr, "-c", "1", "-n", "5", "-t", "5", "--json",
                            NULL };
-    struct run *r = cli_run(c, args, NULL, 0, RUN_MS);
+    struct hs_cmd *r = cli_run(c, args, NULL, 0, RUN_MS);
     expect_exit(r, 1, "bench against a corrupting server");
     if (json_number(r->out, "errors_mismatch") != 1 || json_number(r->out, "requests") != 0)
         HS_FAIL("bench against a corrupting server: expected one mismatch: %s", r->out);
@@ -846,7 +593,7 @@ static void test_mid_reply_close(void **state)
 
     fake_start(c, FAKE_HALF_REPLY);
     const char *args[] = { "-a", c->fake.addr, "-t", "5", "hello there", NULL };
-    struct run *r = cli_run(c, args, NULL, 0, RUN_MS);
+    struct hs_cmd *r = cli_run(c, args, NULL, 0, RUN_MS);
     expect_exit(r, 1, "server closing mid-reply");
     expect_stdout(r, "", 0, "server closing mid-reply");
     expect_stderr_has(r, "server closing mid-reply", c->fake.addr, NULL);

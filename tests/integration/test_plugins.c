@@ -7,15 +7,10 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,106 +18,44 @@
 #include "harness.h"
 
 #define IO_MS 5000              /* default bound for one socket operation */
-#define READY_MS 10000          /* bound for the 'listening on' line */
 #define RUN_MS 20000            /* bound for one run of a client tool */
 #define BENCH_MS 120000         /* bound for one redis-benchmark run */
 #ifndef TEST_BUDGET_S
 #define TEST_BUDGET_S 180       /* SIGALRM backstop per test */
 #endif
-#define MAX_FDS 64
 #define MAX_RUNS 16
-
-/* fail_msg() prints its text without the TAP '# ' prefix: print it as a diagnostic instead. */
-#define FAIL(...)                                   \
-    do {                                            \
-        fprintf(stderr, "# ERROR: ");               \
-        fprintf(stderr, __VA_ARGS__);               \
-        fputc('\n', stderr);                        \
-        fail();                                     \
-    } while (0)
 
 /* Length of a string literal, NUL bytes inside included. */
 #define LIT(s) (s), (sizeof(s) - 1)
 
-/* What one run of a client tool left behind. */
-struct run {
-    int status;                 /* wait status, or -1 if it had to be killed */
-    char *out;                  /* stdout, NUL-terminated (it may hold NULs itself) */
-    size_t out_len;
-    char *err;                  /* stderr, NUL-terminated */
-    size_t err_len;
-    long ms;                    /* how long it ran */
-};
-
-/* Per-test state: a private temp dir, the server, fds and runs to release. */
+/* Per-test state: the harness's (temp dir, configuration, fds), the server's port, runs to
+ * free. */
 struct ctx {
-    char dir[256];
-    char conf[512];
+    struct hs_ctx hs;           /* first: the harness sees a struct hs_ctx */
     char port[16];              /* the server's port, as text */
-    int fds[MAX_FDS];
-    int nfds;
-    struct run runs[MAX_RUNS];
+    struct hs_cmd runs[MAX_RUNS];
     int nruns;
 };
 
 static int setup(void **state)
 {
-    struct ctx *c = calloc(1, sizeof *c);
-
-    if (c == NULL)
-        return -1;
-    if (hs_env_path("ECHOSRV") == NULL || hs_env_path("ES_PLUGIN_DIR") == NULL ||
-        hs_tmpdir(c->dir, sizeof c->dir) < 0) {
-        free(c);
-        return -1;
-    }
-    *state = c;
-    return 0;
+    return hs_ctx_setup_size(state, sizeof(struct ctx));
 }
 
 static int teardown(void **state)
 {
     struct ctx *c = *state;
 
-    hs_alarm_disarm();
-    hs_proc_free_all();
-    if (c != NULL) {
-        for (int i = 0; i < c->nfds; i++)
-            if (c->fds[i] >= 0)
-                close(c->fds[i]);
-        for (int i = 0; i < c->nruns; i++) {
-            free(c->runs[i].out);
-            free(c->runs[i].err);
-        }
-        hs_rmtree(c->dir);
-        free(c);
-    }
-    *state = NULL;
-    return 0;
+    if (c != NULL)
+        for (int i = 0; i < c->nruns; i++)
+            hs_cmd_free(&c->runs[i]);
+    return hs_ctx_teardown(state);
 }
 
-/* Starts the test's SIGALRM backstop and returns its context. */
+/* Arms the test's SIGALRM backstop and returns its context. */
 static struct ctx *begin(void **state, const char *name)
 {
-    hs_alarm_arm(TEST_BUDGET_S, name);
-    return *state;
-}
-
-/* Remembers FD for teardown. Returns FD. */
-static int track(struct ctx *c, int fd)
-{
-    if (fd >= 0 && c->nfds < MAX_FDS)
-        c->fds[c->nfds++] = fd;
-    return fd;
-}
-
-/* Closes FD and forgets it. */
-static void untrack_close(struct ctx *c, int fd)
-{
-    for (int i = 0; i < c->nfds; i++)
-        if (c->fds[i] == fd)
-            c->fds[i] = -1;
-    close(fd);
+    return (struct ctx *)hs_ctx_begin(state, TEST_BUDGET_S, name);
 }
 
 /* Starts echosrv serving PLUGIN on 127.0.0.1:0 with two workers, then the formatted SECTIONS
@@ -130,26 +63,19 @@ static void untrack_close(struct ctx *c, int fd)
  * not come up. */
 static struct hs_proc *start(struct ctx *c, const char *plugin, const char *sections)
 {
-    const char *plugin_dir = hs_env_path("ES_PLUGIN_DIR");
     struct hs_proc *p;
 
-    assert_non_null(plugin_dir);
-    assert_int_equal(hs_write_file(c->conf, sizeof c->conf, c->dir, "echosrv.ini",
-                                   "[server]\n"
-                                   "bind = 127.0.0.1:0\n"
-                                   "threads = 2\n"
-                                   "plugin = %s\n"
-                                   "plugin_dir = %s\n"
-                                   "log_level = info\n"
-                                   "%s",
-                                   plugin, plugin_dir, sections), 0);
-    p = hs_server_start(c->conf, 1, 0, READY_MS);
+    assert_int_equal(hs_write_plugin_config(c->hs.conf, sizeof c->hs.conf, c->hs.dir,
+                                            "echosrv.ini", "127.0.0.1:0", plugin, "%s",
+                                            sections), 0);
+    p = hs_server_start(c->hs.conf, 1, 0, HS_READY_MS);
     if (p == NULL)
-        FAIL("echosrv did not start with plugin %s (%s/%s.so)", plugin, plugin_dir, plugin);
+        HS_FAIL("echosrv did not start with plugin %s (%s/%s.so)", plugin,
+                hs_env_path("ES_PLUGIN_DIR"), plugin);
     const char *addr = hs_addr(p, 0);
     const char *colon = addr != NULL ? strrchr(addr, ':') : NULL;
     if (colon == NULL)
-        FAIL("no port in the listener address '%s'", addr != NULL ? addr : "(null)");
+        HS_FAIL("no port in the listener address '%s'", addr != NULL ? addr : "(null)");
     snprintf(c->port, sizeof c->port, "%s", colon + 1);
     return p;
 }
@@ -157,12 +83,7 @@ static struct hs_proc *start(struct ctx *c, const char *plugin, const char *sect
 /* Connects to the server's first listener (failing the test if it cannot) and tracks the fd. */
 static int conn(struct ctx *c, struct hs_proc *srv)
 {
-    const char *addr = hs_addr(srv, 0);
-    int fd = hs_connect(addr, IO_MS);
-
-    if (fd < 0)
-        FAIL("cannot connect to %s: %s", addr ? addr : "(null)", strerror(errno));
-    return track(c, fd);
+    return hs_ctx_connect(&c->hs, hs_addr(srv, 0), IO_MS);
 }
 
 /* Prints BYTES with C escapes as a '# ' line, for failure messages. */
@@ -184,33 +105,6 @@ static void show(const char *what, const void *bytes, size_t len)
     fputs(len > 300 ? "\"...\n" : "\"\n", stderr);
 }
 
-/* True if A and B hold the same LEN bytes; otherwise prints where they first differ. */
-static bool same_bytes(const char *what, const void *a, const void *b, size_t len)
-{
-    const unsigned char *x = a;
-    const unsigned char *y = b;
-
-    for (size_t i = 0; i < len; i++) {
-        if (x[i] != y[i]) {
-            fprintf(stderr, "# %s: first difference at byte %zu of %zu: "
-                    "expected 0x%02x, got 0x%02x\n", what, i, len, x[i], y[i]);
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Asserts that nothing more arrives on FD within MS and that it stays open. */
-static void assert_quiet(int fd, int ms)
-{
-    int r = hs_wait_closed(fd, ms);
-
-    if (r == 1)
-        FAIL("unexpected extra bytes from the server");
-    if (r == 0)
-        FAIL("the server closed the connection unexpectedly");
-}
-
 /* Sends REQ and expects exactly WANT back within IO_MS. */
 static void exchange(int fd, const void *req, size_t req_len, const void *want, size_t want_len)
 {
@@ -223,14 +117,14 @@ static void exchange(int fd, const void *req, size_t req_len, const void *want, 
         show("expected", want, want_len);
         show("received", got, n);
         free(got);
-        FAIL("no complete reply: %s", strerror(errno));
+        HS_FAIL("no complete reply: %s", strerror(errno));
     }
     if (memcmp(got, want, want_len) != 0) {
         show("sent", req, req_len);
         show("expected", want, want_len);
         show("received", got, want_len);
         free(got);
-        FAIL("unexpected reply");
+        HS_FAIL("unexpected reply");
     }
     free(got);
 }
@@ -255,186 +149,48 @@ static const char *need_tool(const char *name, const char *package)
         }
     }
     free(dirs);
-    FAIL("%s is not installed (not found in PATH=%s): install the Debian package %s "
+    HS_FAIL("%s is not installed (not found in PATH=%s): install the Debian package %s "
          "(apt-get install -y %s)", name, env != NULL ? env : "", package, package);
     return NULL;
 }
 
-/* Appends what is readable on FD to *BUF. Returns 0 at EOF, 1 if more may come. */
-static int drain_into(int fd, char **buf, size_t *len, size_t *cap)
+/* Runs the program at PATH with ARGV as hs_cmd_run() does. The result belongs to C. */
+static struct hs_cmd *tool_run(struct ctx *c, const char *path, const char *const argv[],
+                               const void *in, size_t inlen, int timeout_ms)
 {
-    char chunk[65536];
-    ssize_t n = read(fd, chunk, sizeof chunk);
-
-    if (n < 0)
-        return errno == EINTR || errno == EAGAIN ? 1 : 0;
-    if (n == 0)
-        return 0;
-    if (*len + (size_t)n + 1 > *cap) {
-        size_t ncap = *cap ? *cap : 4096;
-        while (ncap < *len + (size_t)n + 1)
-            ncap *= 2;
-        char *nb = realloc(*buf, ncap);
-        if (nb == NULL)
-            return 0;
-        *buf = nb;
-        *cap = ncap;
-    }
-    memcpy(*buf + *len, chunk, (size_t)n);
-    *len += (size_t)n;
-    (*buf)[*len] = '\0';
-    return 1;
-}
-
-/* Prints TEXT as '# ' lines on stderr under the heading WHAT. */
-static void dump(const char *what, const char *text, size_t len)
-{
-    fprintf(stderr, "# %s (%zu bytes):\n", what, len);
-    while (len > 0) {
-        const char *nl = memchr(text, '\n', len);
-        size_t n = nl ? (size_t)(nl - text) : len;
-        fprintf(stderr, "#   | %.*s\n", (int)n, text);
-        n += nl != NULL;
-        text += n;
-        len -= n;
-    }
-}
-
-/*
- * Runs the program at PATH with ARGV (NULL-terminated, argv[0] included), feeding IN (INLEN
- * bytes; stdin is /dev/null when IN is NULL) and capturing stdout and stderr apart. The child
- * is SIGKILLed by its PID after TIMEOUT_MS (and if this process dies). The result belongs
- * to C.
- */
-static struct run *tool_run(struct ctx *c, const char *path, const char *const argv[],
-                            const void *in, size_t inlen, int timeout_ms)
-{
-    struct run *r;
-    int pin[2] = { -1, -1 }, pout[2], perr[2];
-    size_t out_cap = 0, err_cap = 0, sent = 0;
-    long start = hs_now_ms();
-    pid_t pid;
+    struct hs_cmd *r;
 
     assert_true(c->nruns < MAX_RUNS);
     r = &c->runs[c->nruns++];
-    memset(r, 0, sizeof *r);
-    if (in != NULL)
-        assert_int_equal(pipe2(pin, O_CLOEXEC), 0);
-    assert_int_equal(pipe2(pout, O_CLOEXEC), 0);
-    assert_int_equal(pipe2(perr, O_CLOEXEC), 0);
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        sigset_t none;
-
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (dup2(in != NULL ? pin[0] : devnull, 0) < 0 || dup2(pout[1], 1) < 0 ||
-            dup2(perr[1], 2) < 0)
-            _exit(127);
-        if (close_range(3, ~0u, 0) < 0)
-            for (int fd = 3; fd < 4096; fd++)
-                close(fd);
-        execv(path, (char *const *)argv);
-        _exit(127);
-    }
-    close(pout[1]);
-    close(perr[1]);
-    if (in != NULL) {
-        close(pin[0]);
-        fcntl(pin[1], F_SETFL, O_NONBLOCK);
-        if (inlen == 0) {
-            close(pin[1]);
-            pin[1] = -1;
-        }
-    }
-
-    bool out_open = true, err_open = true;
-    r->status = -1;
-    while (out_open || err_open || pin[1] >= 0) {
-        struct pollfd pfd[3] = {
-            { out_open ? pout[0] : -1, POLLIN, 0 },
-            { err_open ? perr[0] : -1, POLLIN, 0 },
-            { pin[1], POLLOUT, 0 },
-        };
-        int left = (int)(start + timeout_ms - hs_now_ms());
-
-        if (left <= 0)
-            break;
-        if (poll(pfd, 3, left) < 0 && errno != EINTR)
-            break;
-        if (pfd[0].revents && drain_into(pout[0], &r->out, &r->out_len, &out_cap) == 0)
-            out_open = false;
-        if (pfd[1].revents && drain_into(perr[0], &r->err, &r->err_len, &err_cap) == 0)
-            err_open = false;
-        if (pfd[2].revents) {
-            ssize_t n = write(pin[1], (const char *)in + sent, inlen - sent);
-            if (n > 0)
-                sent += (size_t)n;
-            if ((n < 0 && errno != EAGAIN && errno != EINTR) || sent == inlen) {
-                close(pin[1]);
-                pin[1] = -1;
-            }
-        }
-    }
-    if (pin[1] >= 0)
-        close(pin[1]);
-    close(pout[0]);
-    close(perr[0]);
-    for (;;) {
-        int st;
-        pid_t w = waitpid(pid, &st, WNOHANG);
-        if (w == pid) {
-            r->status = st;
-            break;
-        }
-        if (hs_now_ms() >= start + timeout_ms) {
-            fprintf(stderr, "# %s (pid %d) still running after %d ms; killing it\n", argv[0],
-                    (int)pid, timeout_ms);
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            break;
-        }
-        hs_sleep_ms(2);
-    }
-    r->ms = hs_now_ms() - start;
-    if (r->out == NULL)
-        r->out = calloc(1, 1);
-    if (r->err == NULL)
-        r->err = calloc(1, 1);
-    assert_non_null(r->out);
-    assert_non_null(r->err);
+    hs_cmd_run(r, path, argv, in, inlen, timeout_ms);
     return r;
 }
 
 /* Asserts that the run exited with status 0; prints its outputs if not. */
-static void expect_success(const struct run *r, const char *what)
+static void expect_success(const struct hs_cmd *r, const char *what)
 {
     if (r->status >= 0 && WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0)
         return;
-    dump("stdout", r->out, r->out_len);
-    dump("stderr", r->err, r->err_len);
+    hs_dump_lines("stdout", r->out, r->out_len);
+    hs_dump_lines("stderr", r->err, r->err_len);
     if (r->status < 0)
-        FAIL("%s: did not finish within its time limit", what);
+        HS_FAIL("%s: did not finish within its time limit", what);
     if (WIFSIGNALED(r->status))
-        FAIL("%s: died of signal %d", what, WTERMSIG(r->status));
-    FAIL("%s: exit status %d, expected 0", what, WEXITSTATUS(r->status));
+        HS_FAIL("%s: died of signal %d", what, WTERMSIG(r->status));
+    HS_FAIL("%s: exit status %d, expected 0", what, WEXITSTATUS(r->status));
 }
 
 /* Asserts that stdout is exactly WANT (WANT_LEN bytes). */
-static void expect_stdout(const struct run *r, const void *want, size_t want_len, const char *what)
+static void expect_stdout(const struct hs_cmd *r, const void *want, size_t want_len, const char *what)
 {
     if (r->out_len == want_len && memcmp(r->out, want, want_len) == 0)
         return;
     show("expected stdout", want, want_len);
     show("stdout", r->out, r->out_len);
-    dump("stderr", r->err, r->err_len);
+    hs_dump_lines("stderr", r->err, r->err_len);
     if (r->out_len == want_len)
-        same_bytes(what, want, r->out, want_len);
-    FAIL("%s: unexpected output", what);
+        hs_same_bytes(what, want, r->out, want_len);
+    HS_FAIL("%s: unexpected output", what);
 }
 
 /* Fills BUF with LEN bytes of every value, NUL, CR and LF included, derived from SEED. */
@@ -462,12 +218,12 @@ static void test_raw_byte_at_a_time(void **state)
         unsigned char got = 0;
         assert_int_equal(hs_send_all(fd, bytes + i, 1, IO_MS), 0);
         if (hs_recv_exact(fd, &got, 1, IO_MS) != 1)
-            FAIL("byte %zu (0x%02x) did not come back on its own: %s", i, bytes[i],
-                 strerror(errno));
+            HS_FAIL("byte %zu (0x%02x) did not come back on its own: %s", i, bytes[i],
+                    strerror(errno));
         if (got != bytes[i])
-            FAIL("byte %zu: sent 0x%02x, got 0x%02x", i, bytes[i], got);
+            HS_FAIL("byte %zu: sent 0x%02x, got 0x%02x", i, bytes[i], got);
     }
-    assert_quiet(fd, 100);
+    hs_assert_quiet(fd, 100);
 }
 
 /* 2. Binary data (every byte value) in pieces, and 1 MiB sent while it is read back. */
@@ -493,16 +249,16 @@ static void test_raw_binary(void **state)
     if (rc < 0)
         fprintf(stderr, "# 1 MiB through raw: received %zu of %d bytes: %s\n", got, BIG,
                 strerror(errno));
-    bool ok = rc == 0 && same_bytes("1 MiB through raw", out, in, BIG);
+    bool ok = rc == 0 && hs_same_bytes("1 MiB through raw", out, in, BIG);
     free(out);
     free(in);
     assert_true(ok);
-    assert_quiet(fd, 100);
+    hs_assert_quiet(fd, 100);
 
     /* Other connections are served meanwhile, and a closed one harms nobody. */
     int other = conn(c, srv);
     exchange(other, LIT("x"), LIT("x"));
-    untrack_close(c, other);
+    hs_ctx_untrack_close(&c->hs, other);
     exchange(fd, LIT("still here\n"), LIT("still here\n"));
 }
 
@@ -515,7 +271,7 @@ static void test_raw_nc(void **state)
     static const char text[] = "hello, RFC 862\r\nsecond line\n\0binary\xff\xfe tail";
     const char *const argv[] = { "nc", "-q1", "127.0.0.1", c->port, NULL };
 
-    struct run *r = tool_run(c, nc, argv, text, sizeof text - 1, RUN_MS);
+    struct hs_cmd *r = tool_run(c, nc, argv, text, sizeof text - 1, RUN_MS);
     expect_success(r, "nc -q1 127.0.0.1 PORT");
     expect_stdout(r, text, sizeof text - 1, "nc through raw");
 
@@ -542,7 +298,7 @@ static void test_raw_socat(void **state)
 
     snprintf(target, sizeof target, "TCP:127.0.0.1:%s", c->port);
     const char *const argv[] = { "socat", "-", target, NULL };
-    struct run *r = tool_run(c, socat, argv, text, sizeof text - 1, RUN_MS);
+    struct hs_cmd *r = tool_run(c, socat, argv, text, sizeof text - 1, RUN_MS);
     expect_success(r, "socat - TCP:127.0.0.1:PORT");
     expect_stdout(r, text, sizeof text - 1, "socat through raw");
 
@@ -564,19 +320,19 @@ static void test_raw_config(void **state)
     const char *plugin_dir = hs_env_path("ES_PLUGIN_DIR");
     char *out = NULL;
 
-    assert_int_equal(hs_write_file(c->conf, sizeof c->conf, c->dir, "raw.ini",
+    assert_int_equal(hs_write_file(c->hs.conf, sizeof c->hs.conf, c->hs.dir, "raw.ini",
                                    "[server]\nbind = 127.0.0.1:0\nplugin = raw\n"
                                    "plugin_dir = %s\n", plugin_dir), 0);
-    const char *const check[] = { "-t", "-c", c->conf, NULL };
+    const char *const check[] = { "-t", "-c", c->hs.conf, NULL };
     int st = hs_run(check, RUN_MS, &out);
     if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        dump("output", out ? out : "", out ? strlen(out) : 0);
+        hs_dump_lines("output", out ? out : "", out ? strlen(out) : 0);
         free(out);
-        FAIL("echosrv -t refused a configuration serving raw");
+        HS_FAIL("echosrv -t refused a configuration serving raw");
     }
     free(out);
 
-    assert_int_equal(hs_write_file(c->conf, sizeof c->conf, c->dir, "rawbad.ini",
+    assert_int_equal(hs_write_file(c->hs.conf, sizeof c->hs.conf, c->hs.dir, "rawbad.ini",
                                    "[server]\nbind = 127.0.0.1:0\nplugin = raw\n"
                                    "plugin_dir = %s\n\n[raw]\nseparator = x\n", plugin_dir), 0);
     st = hs_run(check, RUN_MS, &out);
@@ -585,10 +341,10 @@ static void test_raw_config(void **state)
     bool ok = st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) != 0 && out != NULL &&
               strstr(out, where) != NULL && strstr(out, "separator") != NULL;
     if (!ok)
-        dump("output", out ? out : "", out ? strlen(out) : 0);
+        hs_dump_lines("output", out ? out : "", out ? strlen(out) : 0);
     free(out);
     if (!ok)
-        FAIL("a key in [raw] was not refused with rawbad.ini:7: and its name");
+        HS_FAIL("a key in [raw] was not refused with rawbad.ini:7: and its name");
 }
 
 /* ---- resp ---- */
@@ -601,7 +357,7 @@ static void test_resp_redis_cli(void **state)
     struct hs_proc *srv = start(c, "resp", "");
 
     const char *const ping[] = { "redis-cli", "-h", "127.0.0.1", "-p", c->port, "PING", NULL };
-    struct run *r = tool_run(c, cli, ping, NULL, 0, RUN_MS);
+    struct hs_cmd *r = tool_run(c, cli, ping, NULL, 0, RUN_MS);
     expect_success(r, "redis-cli PING");
     expect_stdout(r, LIT("PONG\n"), "redis-cli PING");
 
@@ -619,16 +375,16 @@ static void test_resp_redis_cli(void **state)
     r = tool_run(c, cli, unknown, NULL, 0, RUN_MS);
     expect_success(r, "redis-cli FOO bar");
     if (strstr(r->out, "ERR unknown command 'FOO', with args beginning with: 'bar' ") == NULL) {
-        dump("stdout", r->out, r->out_len);
-        FAIL("redis-cli FOO bar did not show the unknown command error");
+        hs_dump_lines("stdout", r->out, r->out_len);
+        HS_FAIL("redis-cli FOO bar did not show the unknown command error");
     }
 
     const char *const arity[] = { "redis-cli", "-p", c->port, "ECHO", NULL };
     r = tool_run(c, cli, arity, NULL, 0, RUN_MS);
     expect_success(r, "redis-cli ECHO");
     if (strstr(r->out, "ERR wrong number of arguments for 'echo' command") == NULL) {
-        dump("stdout", r->out, r->out_len);
-        FAIL("redis-cli ECHO did not show the wrong number of arguments error");
+        hs_dump_lines("stdout", r->out, r->out_len);
+        HS_FAIL("redis-cli ECHO did not show the wrong number of arguments error");
     }
 
     /* Commands from stdin, one per line, on one connection. */
@@ -655,7 +411,7 @@ static void test_resp_redis_benchmark(void **state)
         const char *const argv[] = { "redis-benchmark", "-h", "127.0.0.1", "-p", c->port,
                                      "-t", "ping", "-n", "20000", "-P", pipelines[i], "-q",
                                      NULL };
-        struct run *r = tool_run(c, bench, argv, NULL, 0, BENCH_MS);
+        struct hs_cmd *r = tool_run(c, bench, argv, NULL, 0, BENCH_MS);
         char what[96];
         snprintf(what, sizeof what, "redis-benchmark -t ping -n 20000 -P %s -q", pipelines[i]);
         expect_success(r, what);
@@ -663,9 +419,9 @@ static void test_resp_redis_benchmark(void **state)
         const char *mbulk = strstr(r->out, "PING_MBULK: ");
         if (inl == NULL || mbulk == NULL || strstr(inl, "requests per second") == NULL ||
             strstr(mbulk, "requests per second") == NULL) {
-            dump("stdout", r->out, r->out_len);
-            dump("stderr", r->err, r->err_len);
-            FAIL("%s: no 'requests per second' for PING_INLINE and PING_MBULK", what);
+            hs_dump_lines("stdout", r->out, r->out_len);
+            hs_dump_lines("stderr", r->err, r->err_len);
+            HS_FAIL("%s: no 'requests per second' for PING_INLINE and PING_MBULK", what);
         }
         /* With -q, progress lines end in '\r'; the results are the text after the last. */
         for (const char *t = r->out; *t != '\0';) {
@@ -697,7 +453,7 @@ static void test_resp_framing(void **state)
         assert_int_equal(hs_send_all(fd, req + i, 1, IO_MS), 0);
         hs_sleep_ms(1);
     }
-    assert_quiet(fd, 50);
+    hs_assert_quiet(fd, 50);
     exchange(fd, req + sizeof req - 2, 1, LIT("$7\r\na\r\n\0b\r\n\r\n"));
 
     /* 500 pipelined commands of both forms in one write. */
@@ -731,7 +487,7 @@ static void test_resp_framing(void **state)
     /* The reply is the bulk string itself: the request without its first 14 bytes. */
     exchange(fd, big, big_len, big + 14, big_len - 14);
     free(big);
-    assert_quiet(fd, 100);
+    hs_assert_quiet(fd, 100);
 }
 
 /* 9. Errors: an unknown command keeps the connection; malformed input is answered with a
@@ -764,10 +520,10 @@ static void test_resp_errors(void **state)
         int r = hs_wait_closed(fd, 3000);
         snprintf(msg, sizeof msg, "after the reply to a malformed request #%zu", i);
         if (r == 1)
-            FAIL("%s: more bytes came", msg);
+            HS_FAIL("%s: more bytes came", msg);
         if (r < 0)
-            FAIL("%s: the connection was not closed within 3 s", msg);
-        untrack_close(c, fd);
+            HS_FAIL("%s: the connection was not closed within 3 s", msg);
+        hs_ctx_untrack_close(&c->hs, fd);
         exchange(keep, LIT("PING still\r\n"), LIT("$5\r\nstill\r\n"));
     }
     /* Inline lines beyond 64 KiB are refused, like redis does. */
@@ -779,14 +535,14 @@ static void test_resp_errors(void **state)
     exchange(fd, line, big, LIT("-ERR Protocol error: too big inline request\r\n"));
     free(line);
     assert_int_equal(hs_wait_closed(fd, 3000), 0);
-    untrack_close(c, fd);
+    hs_ctx_untrack_close(&c->hs, fd);
 
     exchange(keep, LIT("QUIT\r\nPING\r\n"), LIT("+OK\r\n"));
     if (hs_wait_closed(keep, 3000) != 0)
-        FAIL("the connection was not closed after QUIT's +OK");
+        HS_FAIL("the connection was not closed after QUIT's +OK");
     if (!hs_output_has(srv, "protocol error: invalid multibulk length")) {
         hs_dump_output(srv, "no protocol error logged");
-        FAIL("the protocol errors were not logged (log_level = info)");
+        HS_FAIL("the protocol errors were not logged (log_level = info)");
     }
 }
 
@@ -809,22 +565,22 @@ static void test_resp_config(void **state)
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *out = NULL;
-        assert_int_equal(hs_write_file(c->conf, sizeof c->conf, c->dir, "resp.ini",
+        assert_int_equal(hs_write_file(c->hs.conf, sizeof c->hs.conf, c->hs.dir, "resp.ini",
                                        "[server]\nbind = 127.0.0.1:0\nplugin = resp\n"
                                        "plugin_dir = %s\n\n%s", plugin_dir,
                                        cases[i].section), 0);
-        const char *const check[] = { "-t", "-c", c->conf, NULL };
+        const char *const check[] = { "-t", "-c", c->hs.conf, NULL };
         int st = hs_run(check, RUN_MS, &out);
         bool passed = st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
         bool ok = cases[i].ok ? passed
                               : !passed && st >= 0 && WIFEXITED(st) && out != NULL &&
                                     strstr(out, cases[i].needle) != NULL;
         if (!ok)
-            dump("output", out ? out : "", out ? strlen(out) : 0);
+            hs_dump_lines("output", out ? out : "", out ? strlen(out) : 0);
         free(out);
         if (!ok)
-            FAIL("echosrv -t with %s: expected %s", cases[i].section,
-                 cases[i].ok ? "success" : cases[i].needle);
+            HS_FAIL("echosrv -t with %s: expected %s", cases[i].section,
+                    cases[i].ok ? "success" : cases[i].needle);
     }
 }
 

@@ -46,33 +46,6 @@ static int conn(struct hs_ctx *c, const char *addr)
     return hs_ctx_connect(c, addr, IO_MS);
 }
 
-/* True if A and B hold the same LEN bytes; otherwise prints where they first differ. */
-static bool same_bytes(const char *what, const void *a, const void *b, size_t len)
-{
-    const unsigned char *x = a;
-    const unsigned char *y = b;
-
-    for (size_t i = 0; i < len; i++) {
-        if (x[i] != y[i]) {
-            fprintf(stderr, "# %s: first difference at byte %zu of %zu: "
-                    "expected 0x%02x, got 0x%02x\n", what, i, len, x[i], y[i]);
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Asserts that nothing more arrives on FD within MS and that it stays open. */
-static void assert_quiet(int fd, int ms)
-{
-    int r = hs_wait_closed(fd, ms);
-
-    if (r == 1)
-        HS_FAIL("unexpected extra bytes from the server");
-    if (r == 0)
-        HS_FAIL("the server closed the connection unexpectedly");
-}
-
 /* Sends a BODY-byte pattern message plus separator and checks the echo, sending and receiving
  * at the same time. */
 static void echo_pattern(int fd, size_t body, unsigned seed)
@@ -91,7 +64,7 @@ static void echo_pattern(int fd, size_t body, unsigned seed)
     if (rc < 0)
         fprintf(stderr, "# %zu-byte message: received %zu of %zu bytes: %s\n", body, got, len,
                 strerror(errno));
-    ok = rc == 0 && same_bytes("echo", out, in, len);
+    ok = rc == 0 && hs_same_bytes("echo", out, in, len);
     free(out);
     free(in);
     assert_true(ok);
@@ -111,7 +84,7 @@ static void test_ping(void **state)
         HS_FAIL("no reply: %s", strerror(errno));
     assert_int_equal(n, 10);
     assert_memory_equal(buf, "Hello!" SEP, 10);
-    assert_quiet(fd, 200);
+    hs_assert_quiet(fd, 200);
 }
 
 /* 2. An 8 KiB and a 3 MiB message come back byte for byte. */
@@ -124,7 +97,7 @@ static void test_large_messages(void **state)
     echo_pattern(fd, 8192, 1);
     echo_pattern(fd, 3u << 20, 2);
     echo_pattern(fd, 8192, 3);
-    assert_quiet(fd, 100);
+    hs_assert_quiet(fd, 100);
 }
 
 /* 3. 1000 pipelined messages in one go: 1000 replies, in order, byte-exact. */
@@ -152,11 +125,11 @@ static void test_pipelined(void **state)
     int rc = hs_exchange(fd, out, len, in, len, 10000, &got);
     if (rc < 0)
         fprintf(stderr, "# received %zu of %zu bytes: %s\n", got, len, strerror(errno));
-    bool ok = rc == 0 && same_bytes("pipelined replies", out, in, len);
+    bool ok = rc == 0 && hs_same_bytes("pipelined replies", out, in, len);
     free(out);
     free(in);
     assert_true(ok);
-    assert_quiet(fd, 100);
+    hs_assert_quiet(fd, 100);
 }
 
 /* Sends PIECE and pauses, so that it travels in its own segment. */
@@ -178,12 +151,12 @@ static void test_fragmented(void **state)
 
     for (int i = 0; i < 3; i++)
         send_piece(fd, pieces[i], strlen(pieces[i]), 20);
-    assert_quiet(fd, 100);              /* "Hello\r\n\r" is not a message yet */
+    hs_assert_quiet(fd, 100);           /* "Hello\r\n\r" is not a message yet */
     send_piece(fd, pieces[3], 1, 0);
     n = hs_recv_until(fd, SEP, SEPLEN, buf, sizeof buf, IO_MS);
     assert_int_equal(n, 9);
     assert_memory_equal(buf, "Hello" SEP, 9);
-    assert_quiet(fd, 100);
+    hs_assert_quiet(fd, 100);
 
     /* One byte per send. */
     static const char bytes[] = "one byte at a time" SEP;
@@ -195,12 +168,12 @@ static void test_fragmented(void **state)
 
     /* A false start of the separator: "ab\r\n\r" + "x\r\n\r\n" is one message. */
     send_piece(fd, "ab\r\n\r", 5, 20);
-    assert_quiet(fd, 50);
+    hs_assert_quiet(fd, 50);
     send_piece(fd, "x" SEP, 5, 0);
     n = hs_recv_exact(fd, buf, 10, IO_MS);
     assert_int_equal(n, 10);
     assert_memory_equal(buf, "ab\r\n\rx" SEP, 10);
-    assert_quiet(fd, 100);
+    hs_assert_quiet(fd, 100);
 
     /* Binary body with NUL bytes. */
     unsigned char bin[6 + 256 + SEPLEN];
@@ -212,8 +185,8 @@ static void test_fragmented(void **state)
     send_piece(fd, bin + 100, sizeof bin - 100, 0);
     n = hs_recv_exact(fd, buf, sizeof bin, IO_MS);
     assert_int_equal(n, sizeof bin);
-    assert_true(same_bytes("binary echo", bin, buf, sizeof bin));
-    assert_quiet(fd, 100);
+    assert_true(hs_same_bytes("binary echo", bin, buf, sizeof bin));
+    hs_assert_quiet(fd, 100);
 }
 
 /* 5. QUIT is echoed, then the connection closes; nothing after QUIT is answered. */
@@ -300,7 +273,7 @@ static void test_concurrent(void **state)
         }
     }
     for (int i = 0; i < N; i++)
-        assert_quiet(fds[i], 0);
+        hs_assert_quiet(fds[i], 0);
 }
 
 /* 7. A client that never reads cannot make the server grow; others are still served. */
@@ -389,8 +362,8 @@ static void test_max_message(void **state)
     if (rc < 0)
         HS_FAIL("a 1024-byte frame (max_message = 1024) was not echoed: got %zu bytes, %s",
                 got, strerror(errno));
-    assert_true(same_bytes("1024-byte frame", exact, reply, sizeof exact));
-    assert_quiet(d, 100);
+    assert_true(hs_same_bytes("1024-byte frame", exact, reply, sizeof exact));
+    hs_assert_quiet(d, 100);
 }
 
 /* 9. idle_timeout closes idle connections, not active ones. */
@@ -715,11 +688,11 @@ static void test_sigterm(void **state)
     if (hs_send_all(fa, half + BIG / 2, BIGLEN - BIG / 2, IO_MS) < 0)
         HS_FAIL("the rest of a message begun before SIGTERM was refused: %s", strerror(errno));
     ssize_t na = hs_recv_exact(fa, back, BIGLEN, IO_MS);
-    if (na != BIGLEN || !same_bytes("reply to a message finished after SIGTERM", back, half,
-                                    BIGLEN))
+    if (na != BIGLEN || !hs_same_bytes("reply to a message finished after SIGTERM", back, half,
+                                       BIGLEN))
         HS_FAIL("message begun before SIGTERM: %zd of %d reply bytes", na, (int)BIGLEN);
     ssize_t nb = hs_recv_exact(fb, back, BIGLEN, IO_MS);
-    if (nb != BIGLEN || !same_bytes("reply in flight at SIGTERM", back, whole, BIGLEN))
+    if (nb != BIGLEN || !hs_same_bytes("reply in flight at SIGTERM", back, whole, BIGLEN))
         HS_FAIL("reply in flight at SIGTERM: %zd of %d bytes", nb, (int)BIGLEN);
     if (hs_wait_closed(fa, IO_MS) < 0 || hs_wait_closed(fb, IO_MS) < 0)
         HS_FAIL("connections not closed after their replies during shutdown");
@@ -1292,8 +1265,8 @@ static void test_max_message_suffix(void **state)
     if (hs_exchange(a, frame, 1024, reply, 1024, IO_MS, &got) < 0)
         HS_FAIL("a 1024-byte frame (max_message = 1K) was not echoed: got %zu bytes, %s", got,
                 strerror(errno));
-    assert_true(same_bytes("1024-byte frame", frame, reply, 1024));
-    assert_quiet(a, 100);
+    assert_true(hs_same_bytes("1024-byte frame", frame, reply, 1024));
+    hs_assert_quiet(a, 100);
 
     int d = conn(c, hs_addr(srv, 0));
     hs_fill_pattern(frame, 1025 - SEPLEN, 10);
@@ -1306,6 +1279,255 @@ static void test_max_message_suffix(void **state)
         HS_FAIL("a 1025-byte frame (max_message = 1K) did not close the connection within 3 s");
     assert_int_equal(hs_ping(b, "after" SEP, IO_MS), 0);
     assert_int_equal(hs_ping(a, "after" SEP, IO_MS), 0);
+}
+
+/* Finds the address that the "listening on ADDR (listener NAME," line of OUT gives NAME;
+ * copies it to ADDR. Returns 0 or -1. */
+static int addr_of_listener(const char *out, const char *name, char *addr, size_t cap)
+{
+    char tag[128];
+    const char *s = out;
+
+    snprintf(tag, sizeof tag, " (listener %s, plugin ", name);
+    while ((s = strstr(s, "listening on ")) != NULL) {
+        s += strlen("listening on ");
+        size_t len = strcspn(s, " \r\n");
+        if (strncmp(s + len, tag, strlen(tag)) == 0 && len < cap) {
+            memcpy(addr, s, len);
+            addr[len] = '\0';
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Counts the occurrences of NEEDLE in HAY. */
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+
+    for (const char *s = hay; (s = strstr(s, needle)) != NULL; s += strlen(needle))
+        n++;
+    return n;
+}
+
+/* 24. [listener NAME] sections: one process serves echo (with the separator of its [echo]
+ * section), raw and resp, each on its own port; -t describes every listener. */
+static void test_multi_protocol(void **state)
+{
+    struct hs_ctx *c = begin(state, __func__);
+    const char *pd = hs_env_path("ES_PLUGIN_DIR");
+    static const char *const names[] = { "pulsar", "rfc862", "redis" };
+    static const char *const plugins[] = { "echo", "raw", "resp" };
+    char addr[3][HS_ADDR_MAX];
+    char buf[256];
+
+    assert_non_null(pd);
+    assert_int_equal(hs_write_file(c->conf, sizeof c->conf, c->dir, "multi.ini",
+                                   "[server]\nthreads = 2\nplugin_dir = %s\nlog_level = info\n\n"
+                                   "[listener pulsar]\nbind = 127.0.0.1:0\n\n"
+                                   "[listener rfc862]\nbind = 127.0.0.1:0\nplugin = raw\n"
+                                   "max_message = 64K\n\n"
+                                   "[listener redis]\nbind = 127.0.0.1:0\nplugin = resp\n\n"
+                                   "[echo]\nseparator = \\n\n\n[resp]\nmax_args = 8\n", pd), 0);
+    const char *check[] = { "-t", "-c", c->conf, NULL };
+    char *summary = run_expect(check, 0);
+    for (int i = 0; i < 3; i++) {
+        char want[128];
+        snprintf(want, sizeof want, "listener %s: bind 127.0.0.1:0; plugin %s ", names[i],
+                 plugins[i]);
+        if (strstr(summary, want) == NULL) {
+            fprintf(stderr, "# echosrv -t printed:\n# %s\n", summary);
+            free(summary);
+            HS_FAIL("echosrv -t does not describe listener %s ('%s')", names[i], want);
+        }
+    }
+    free(summary);
+
+    struct hs_proc *srv = hs_ctx_start_conf(c, 3, 0);
+    char *out = hs_output(srv);
+    assert_non_null(out);
+    for (int i = 0; i < 3; i++) {
+        if (addr_of_listener(out, names[i], addr[i], sizeof addr[i]) < 0) {
+            hs_dump_output(srv, "no listening line");
+            free(out);
+            HS_FAIL("no 'listening on ADDR (listener %s, plugin ...)' line", names[i]);
+        }
+        if (strncmp(addr[i], "127.0.0.1:", 10) != 0 || strcmp(addr[i], "127.0.0.1:0") == 0) {
+            free(out);
+            HS_FAIL("listener %s logged as '%s', not with its actual port", names[i],
+                    addr[i]);
+        }
+    }
+    free(out);
+
+    /* echo: the separator is [echo]'s "\n", not the default "\r\n\r\n". */
+    int fd = conn(c, addr[0]);
+    if (hs_ping(fd, "ping\n", IO_MS) < 0)
+        HS_FAIL("listener pulsar (echo, separator \\n) did not echo 'ping\\n'");
+
+    /* raw: every byte back, whatever it is. */
+    fd = conn(c, addr[1]);
+    static const char bytes[] = "no separator at all\r\n\0\xff";
+    assert_int_equal(hs_send_all(fd, bytes, sizeof bytes, IO_MS), 0);
+    assert_int_equal(hs_recv_exact(fd, buf, sizeof bytes, IO_MS), (ssize_t)sizeof bytes);
+    assert_memory_equal(buf, bytes, sizeof bytes);
+
+    /* resp: PING as an inline command and as an array. */
+    fd = conn(c, addr[2]);
+    assert_int_equal(hs_send_all(fd, "PING\r\n", 6, IO_MS), 0);
+    assert_int_equal(hs_recv_exact(fd, buf, 7, IO_MS), 7);
+    assert_memory_equal(buf, "+PONG\r\n", 7);
+    assert_int_equal(hs_send_all(fd, "*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n", 22, IO_MS), 0);
+    assert_int_equal(hs_recv_exact(fd, buf, 8, IO_MS), 8);
+    assert_memory_equal(buf, "$2\r\nhi\r\n", 8);
+
+    /* Each port speaks only its own protocol: echo's port does not answer a RESP PING. */
+    fd = conn(c, addr[0]);
+    assert_int_equal(hs_send_all(fd, "PING\r", 5, IO_MS), 0);
+    hs_assert_quiet(fd, 200);
+}
+
+/* 25. Two listeners of one plugin (named once by name, once by path): the plugin is loaded and
+ * initialised once; each listener enforces its own max_message and idle_timeout. */
+static void test_listeners_share_plugin(void **state)
+{
+    struct hs_ctx *c = begin(state, __func__);
+    const char *pd = hs_env_path("ES_PLUGIN_DIR");
+    char strict[HS_ADDR_MAX];
+    char lax[HS_ADDR_MAX];
+    char msg[200];
+
+    assert_non_null(pd);
+    assert_int_equal(hs_write_file(c->conf, sizeof c->conf, c->dir, "shared.ini",
+                                   "[server]\nthreads = 2\nplugin_dir = %s\n\n"
+                                   "[listener strict]\nbind = 127.0.0.1:0\nplugin = echo\n"
+                                   "max_message = 64\nidle_timeout = 1\n\n"
+                                   "[listener lax]\nbind = 127.0.0.1:0\nplugin = %s/./echo.so\n",
+                                   pd, pd), 0);
+    struct hs_proc *srv = hs_ctx_start_conf(c, 2, 0);
+    char *out = hs_output(srv);
+    assert_non_null(out);
+    int loads = count_of(out, " loaded from "); /* one line per plugin init */
+    bool both = strstr(out, "for listeners strict, lax") != NULL;
+    int ok = addr_of_listener(out, "strict", strict, sizeof strict) == 0 &&
+             addr_of_listener(out, "lax", lax, sizeof lax) == 0;
+    if (loads != 1 || !both || !ok)
+        hs_dump_output(srv, "start-up");
+    free(out);
+    if (loads != 1)
+        HS_FAIL("plugin echo was loaded (initialised) %d times for two listeners, expected once",
+                loads);
+    if (!both)
+        HS_FAIL("the plugin's load line does not name both listeners");
+    if (!ok)
+        HS_FAIL("missing 'listening on' lines for listeners strict and lax");
+
+    /* max_message: 100 bytes without a separator close the strict listener's connection
+     * only; the lax one echoes 100 bytes plus separator. */
+    int s1 = conn(c, strict);
+    int l1 = conn(c, lax);
+    long t0 = hs_now_ms();
+    int s2 = conn(c, strict);
+    int l2 = conn(c, lax);
+    memset(msg, 'm', 100);
+    assert_int_equal(hs_send_all(s1, msg, 100, IO_MS), 0);
+    if (hs_wait_closed(s1, 2000) != 0)
+        HS_FAIL("100 bytes on the listener with max_message = 64 did not close it");
+    memcpy(msg + 100, SEP, SEPLEN);
+    msg[100 + SEPLEN] = '\0';
+    if (hs_ping(l1, msg, IO_MS) < 0)
+        HS_FAIL("the listener with the default max_message refused a 104-byte message");
+
+    /* idle_timeout = 1 on strict only: its idle connection closes, the lax one stays. */
+    int r = hs_wait_closed(s2, 4000);
+    long closed_ms = hs_now_ms() - t0;
+    if (r != 0)
+        HS_FAIL("the idle connection of the listener with idle_timeout = 1 was not closed "
+                "within 4 s");
+    if (closed_ms < 950)
+        HS_FAIL("closed after %ld ms, before idle_timeout = 1 s", closed_ms);
+    long left = t0 + 2500 - hs_now_ms();
+    if (left > 0)
+        hs_sleep_ms((int)left);
+    hs_assert_quiet(l2, 100);
+    if (hs_ping(l2, "still here" SEP, IO_MS) < 0)
+        HS_FAIL("the idle connection of the listener without idle_timeout was closed");
+    if (hs_ping(l1, "again" SEP, IO_MS) < 0)
+        HS_FAIL("the lax listener's first connection was closed");
+}
+
+/* 26. Listener configuration errors name FILE:LINE, with -t and without. */
+static void test_listener_config_errors(void **state)
+{
+    struct hs_ctx *c = begin(state, __func__);
+    const char *pd = hs_env_path("ES_PLUGIN_DIR");
+    char text[2048];
+
+    assert_non_null(pd);
+    snprintf(text, sizeof text,
+             "[server]\nplugin_dir = %s\nbind = 127.0.0.1:0\n\n[listener a]\nbind = 127.0.0.1:0\n",
+             pd);
+    check_bad_config(c, "server_bind.ini", 3, "[listener NAME]", text);
+    snprintf(text, sizeof text, "[server]\nplugin_dir = %s\n\n[listener a]\nplugin = raw\n", pd);
+    check_bad_config(c, "no_bind.ini", 4, "bind", text);
+    snprintf(text, sizeof text, "[server]\nplugin_dir = %s\n[listener a/b]\nbind = 127.0.0.1:0\n",
+             pd);
+    check_bad_config(c, "bad_name.ini", 3, "a/b", text);
+    snprintf(text, sizeof text,
+             "[server]\nplugin_dir = %s\n[listener a]\nbind = 127.0.0.1:0\nseparator = x\n", pd);
+    check_bad_config(c, "listener_key.ini", 5, "separator", text);
+    /* [raw] is not the section of a loaded plugin here. */
+    snprintf(text, sizeof text,
+             "[server]\nplugin_dir = %s\n[listener a]\nbind = 127.0.0.1:0\n[listener b]\n"
+             "bind = 127.0.0.1:0\nplugin = resp\n\n[raw]\n", pd);
+    check_bad_config(c, "unknown_section.ini", 9, "[raw]", text);
+    /* A missing plugin is reported at the listener's plugin line. */
+    snprintf(text, sizeof text,
+             "[server]\nplugin_dir = %s\n[listener a]\nbind = 127.0.0.1:0\n[listener b]\n"
+             "bind = 127.0.0.1:0\nplugin = nosuch\n", pd);
+    check_bad_config(c, "missing_plugin.ini", 7, "nosuch", text);
+}
+
+/* 27. A listener's own max_connections refuses its extra connections only; [server]'s cap
+ * counts every listener. */
+static void test_listener_max_connections(void **state)
+{
+    struct hs_ctx *c = begin(state, __func__);
+    const char *pd = hs_env_path("ES_PLUGIN_DIR");
+    char one[HS_ADDR_MAX];
+    char other[HS_ADDR_MAX];
+
+    assert_non_null(pd);
+    assert_int_equal(hs_write_file(c->conf, sizeof c->conf, c->dir, "maxconn.ini",
+                                   "[server]\nthreads = 2\nplugin_dir = %s\nmax_connections = 3\n"
+                                   "[listener one]\nbind = 127.0.0.1:0\nmax_connections = 1\n"
+                                   "[listener other]\nbind = 127.0.0.1:0\n", pd), 0);
+    struct hs_proc *srv = hs_ctx_start_conf(c, 2, 0);
+    char *out = hs_output(srv);
+    assert_non_null(out);
+    int ok = addr_of_listener(out, "one", one, sizeof one) == 0 &&
+             addr_of_listener(out, "other", other, sizeof other) == 0;
+    free(out);
+    if (!ok)
+        HS_FAIL("missing 'listening on' lines for listeners one and other");
+
+    int a = conn(c, one);
+    assert_int_equal(hs_ping(a, "first" SEP, IO_MS), 0);
+    int b = conn(c, one);
+    if (hs_wait_closed(b, 2000) != 0)
+        HS_FAIL("a 2nd connection to the listener with max_connections = 1 was not refused");
+    /* The other listener still has room: 2 more reach [server]'s cap of 3. */
+    int d = conn(c, other);
+    int e = conn(c, other);
+    assert_int_equal(hs_ping(d, "d" SEP, IO_MS), 0);
+    assert_int_equal(hs_ping(e, "e" SEP, IO_MS), 0);
+    int f = conn(c, other);
+    if (hs_wait_closed(f, 2000) != 0)
+        HS_FAIL("a 4th connection in all was not refused ([server] max_connections = 3)");
+    assert_int_equal(hs_ping(a, "still" SEP, IO_MS), 0);
+    if (!hs_output_has(srv, "max_connections (1) of listener one reached"))
+        HS_FAIL("no warning naming listener one's max_connections");
 }
 
 int main(void)
@@ -1334,6 +1556,10 @@ int main(void)
         HS_CTX_TEST(test_plugin_relative),
         HS_CTX_TEST(test_max_message_suffix),
         HS_CTX_TEST(test_close_while_paused),
+        HS_CTX_TEST(test_multi_protocol),
+        HS_CTX_TEST(test_listeners_share_plugin),
+        HS_CTX_TEST(test_listener_config_errors),
+        HS_CTX_TEST(test_listener_max_connections),
     };
 
     if (hs_process_init() < 0)

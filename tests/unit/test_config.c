@@ -403,7 +403,8 @@ static void test_plugin_section(void **state)
     assert_null(config_section_find(&cfg, "server"));
     assert_null(config_section_find(&cfg, "ech"));
     char err[512] = "";
-    assert_int_equal(config_check_sections(&cfg, "echo", err, sizeof err), 0);
+    static const char *const echo_only[] = {"echo"};
+    assert_int_equal(config_check_sections(&cfg, echo_only, 1, err, sizeof err), 0);
     config_free(&cfg);
     free(path);
 
@@ -642,12 +643,13 @@ static void test_check_sections(void **state)
     config cfg;
     char *path = load_ok(&cfg, "[server]\n[echo]\na = 1\n\n[other]\nb = 2\n");
     char err[512] = "";
-    assert_int_equal(config_check_sections(&cfg, "echo", err, sizeof err), -1);
+    static const char *const echo_only[] = {"echo"}, *const other_only[] = {"other"};
+    assert_int_equal(config_check_sections(&cfg, echo_only, 1, err, sizeof err), -1);
     check_err_at(err, path, 5, "unknown section [other]");
     assert_contains(err, "[echo]");
     /* Under another plugin's name, [echo] is the stranger. */
     err[0] = '\0';
-    assert_int_equal(config_check_sections(&cfg, "other", err, sizeof err), -1);
+    assert_int_equal(config_check_sections(&cfg, other_only, 1, err, sizeof err), -1);
     check_err_at(err, path, 2, "unknown section [echo]");
     config_free(&cfg);
     free(path);
@@ -669,6 +671,180 @@ static void test_reload_after_error(void **state)
     config_free(&cfg);
     free(bad);
     free(good);
+}
+
+static void test_implicit_listener(void **state)
+{
+    (void)state;
+    config cfg;
+    /* No [listener] sections: [server] defines the one listener. */
+    char *path = load_ok(&cfg,
+                         "[server]\nbind = 127.0.0.1:7000, unix:x.sock\nplugin = raw\n"
+                         "backlog = 12\nmax_connections = 34\nidle_timeout = 5\n"
+                         "max_message = 64K\n");
+    assert_int_equal(cfg.declared_listeners, 0);
+    assert_int_equal(cfg.nlisteners, 1);
+    const config_listener *l = &cfg.listeners[0];
+    assert_string_equal(l->name, "default");
+    assert_int_equal(l->line, 0);
+    assert_string_equal(l->bind, "127.0.0.1:7000, unix:x.sock");
+    assert_int_equal(l->nbinds, 2);
+    assert_memory_equal(l->binds, cfg.binds, 2 * sizeof *cfg.binds);
+    assert_string_equal(l->plugin, "raw");
+    assert_int_equal(l->plugin_line, 3);
+    assert_string_equal(l->plugin_path, cfg.plugin_path);
+    assert_int_equal(l->backlog, 12);
+    assert_int_equal(l->max_connections, 34);
+    assert_int_equal(l->idle_timeout, 5);
+    assert_int_equal(l->max_message, 65536);
+    config_free(&cfg);
+    free(path);
+
+    /* An empty file: the default bind and plugin. */
+    path = load_ok(&cfg, "");
+    assert_int_equal(cfg.nlisteners, 1);
+    assert_string_equal(cfg.listeners[0].bind, "127.0.0.1:8060");
+    assert_string_equal(cfg.listeners[0].plugin_path, cfg.plugin_path);
+    config_free(&cfg);
+    free(path);
+}
+
+static void test_listener_sections(void **state)
+{
+    (void)state;
+    config cfg;
+    /* [server] after the listeners still provides their fallbacks. */
+    char *path = load_ok(&cfg,
+                         "[listener echo-1]\n"
+                         "bind = 127.0.0.1:8060\n"
+                         "\n"
+                         "[listener Raw_2]\n"
+                         "bind = :8007, unix:r.sock\n"
+                         "plugin = raw\n"
+                         "backlog = 5\n"
+                         "max_connections = 6\n"
+                         "idle_timeout = 7\n"
+                         "max_message = 64K\n"
+                         "[listener resp]\n"
+                         "bind = 127.0.0.1:6380\n"
+                         "plugin = ../lib/resp.so\n"
+                         "idle_timeout = 0\n"
+                         "[server]\n"
+                         "plugin = echo\n"
+                         "plugin_dir = /p\n"
+                         "backlog = 50\n"
+                         "max_connections = 60\n"
+                         "idle_timeout = 70\n"
+                         "max_message = 1M\n"
+                         "[echo]\n"
+                         "separator = x\n");
+    assert_int_equal(cfg.declared_listeners, 1);
+    assert_int_equal(cfg.nlisteners, 3);
+    const config_listener *a = &cfg.listeners[0], *b = &cfg.listeners[1], *r = &cfg.listeners[2];
+    assert_string_equal(a->name, "echo-1");
+    assert_int_equal(a->line, 1);
+    assert_string_equal(a->bind, "127.0.0.1:8060");
+    assert_int_equal(a->nbinds, 1);
+    assert_string_equal(a->plugin, "echo");
+    assert_int_equal(a->plugin_line, 16); /* [server]'s, for errors about the plugin */
+    assert_string_equal(a->plugin_path, "/p/echo.so");
+    assert_int_equal(a->backlog, 50);
+    assert_int_equal(a->max_connections, 60);
+    assert_int_equal(a->idle_timeout, 70);
+    assert_int_equal(a->max_message, (size_t)1 << 20);
+
+    assert_string_equal(b->name, "Raw_2");
+    assert_int_equal(b->line, 4);
+    assert_int_equal(b->nbinds, 2);
+    assert_int_equal(b->binds[0].any, 1);
+    char want[600];
+    snprintf(want, sizeof want, "%s/r.sock", cfg.dir);
+    assert_string_equal(((struct sockaddr_un *)&b->binds[1].ss)->sun_path, want);
+    assert_string_equal(b->plugin, "raw");
+    assert_int_equal(b->plugin_line, 6);
+    assert_string_equal(b->plugin_path, "/p/raw.so");
+    assert_int_equal(b->backlog, 5);
+    assert_int_equal(b->max_connections, 6);
+    assert_int_equal(b->idle_timeout, 7);
+    assert_int_equal(b->max_message, 65536);
+
+    assert_string_equal(r->name, "resp");
+    snprintf(want, sizeof want, "%s/../lib/resp.so", cfg.dir);
+    assert_string_equal(r->plugin_path, want);
+    assert_int_equal(r->idle_timeout, 0); /* set to 0: not inherited */
+    assert_int_equal(r->max_connections, 60);
+
+    /* [server]'s own values are unchanged; [listener] sections are sections. */
+    assert_int_equal(cfg.max_connections, 60);
+    assert_string_equal(cfg.plugin_path, "/p/echo.so");
+    assert_non_null(config_section_find(&cfg, "listener resp"));
+    char err[512] = "";
+    static const char *const names[] = {"echo", "raw", "resp"};
+    assert_int_equal(config_check_sections(&cfg, names, 3, err, sizeof err), 0);
+    config_free(&cfg);
+    free(path);
+
+    /* Tabs and several spaces between "listener" and NAME. */
+    path = load_ok(&cfg, "[listener\t  a]\nbind = :1\n");
+    assert_int_equal(cfg.nlisteners, 1);
+    assert_string_equal(cfg.listeners[0].name, "a");
+    config_free(&cfg);
+    free(path);
+}
+
+static void test_listener_errors(void **state)
+{
+    (void)state;
+    /* bind is required, reported at the section header. */
+    load_err("[server]\nplugin = echo\n\n[listener a]\nplugin = raw\n[listener b]\nbind = :1\n", 4,
+             "[listener a] has no bind");
+    load_err("[listener a]\nbind = :1\n[listener b]\n", 3, "[listener b] has no bind");
+    /* bind in [server] beside listeners: at its line, before or after them. */
+    load_err("[server]\nthreads = 1\nbind = :1\n[listener a]\nbind = :2\n", 3,
+             "move it into a [listener NAME] section");
+    load_err("[listener a]\nbind = :2\n[server]\nbind = :1\n", 4,
+             "move it into a [listener NAME] section");
+    /* Of both errors, the first in the file. */
+    load_err("[listener a]\n[server]\nbind = :1\n", 1, "has no bind");
+    load_err("[server]\nbind = :1\n[listener a]\n", 2, "move it into");
+    /* Names. */
+    load_err("[server]\n[listener a.b]\nbind = :1\n", 2, "bad listener name 'a.b'");
+    load_err("[server]\n[listener a b]\nbind = :1\n", 2, "bad listener name 'a b'");
+    load_err("[server]\n[listener é]\nbind = :1\n", 2, "bad listener name");
+    load_err("[server]\n[listener]\nbind = :1\n", 2, "needs a name");
+    load_err("[server]\n[listener  ]\nbind = :1\n", 2, "needs a name");
+    load_err("[listener a]\nbind = :1\n\n[listener a]\nbind = :2\n", 4,
+             "duplicate section [listener a] (first at line 1)");
+    load_err("[listener a]\nbind = :1\n\n[listener  a]\nbind = :2\n", 4,
+             "duplicate section [listener a] (first at line 1)");
+    /* Keys. */
+    load_err("[listener a]\nbind = :1\nthreads = 2\n", 3, "unknown key 'threads' in [listener a]");
+    load_err("[listener a]\nbind = :1\nsepar = 2\n", 3, "unknown key 'separ'");
+    load_err("[listener a]\nbind = :1\nbind = :2\n", 3,
+             "duplicate key 'bind' in [listener a] (first set at line 2)");
+    load_err("[listener a]\nbind = 127.0.0.1\n", 2, "bind: address '127.0.0.1'");
+    load_err("[listener a]\nbind = :1\nplugin =\n", 3, "plugin: empty value");
+    load_err("[listener a]\nbind = :1\nbacklog = 0\n", 3, "backlog: '0'");
+    load_err("[listener a]\nbind = :1\nmax_connections = x\n", 3, "max_connections: 'x'");
+    load_err("[listener a]\nbind = :1\nidle_timeout = -1\n", 3, "idle_timeout: '-1'");
+    load_err("[listener a]\nbind = :1\nmax_message = 1\n", 3, "max_message: '1'");
+}
+
+static void test_unknown_section_with_listeners(void **state)
+{
+    (void)state;
+    config cfg;
+    char *path = load_ok(&cfg,
+                         "[server]\n[listener a]\nbind = :1\n[listener b]\nbind = :2\nplugin = raw\n"
+                         "[echo]\n[raw]\n\n[resp]\nmax_args = 3\n");
+    static const char *const names[] = {"echo", "raw"};
+    char err[512] = "";
+    assert_int_equal(config_check_sections(&cfg, names, 2, err, sizeof err), -1);
+    check_err_at(err, path, 10, "unknown section [resp]");
+    assert_contains(err, "[listener NAME]");
+    assert_contains(err, "[echo] or [raw]");
+    config_free(&cfg);
+    free(path);
 }
 
 int main(void)
@@ -699,6 +875,10 @@ int main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_check_sections),
         cmocka_unit_test(test_reload_after_error),
+        cmocka_unit_test(test_implicit_listener),
+        cmocka_unit_test(test_listener_sections),
+        cmocka_unit_test(test_listener_errors),
+        cmocka_unit_test(test_unknown_section_with_listeners),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

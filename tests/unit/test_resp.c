@@ -10,168 +10,10 @@
 #include "../../plugins/resp.c"
 
 #include "buf.h"
-
-#define MAX_EVENTS 4096
+#include "fake_host.h"
 
 /* Length of a string literal, NUL bytes inside included. */
 #define LIT(s) (s), (sizeof(s) - 1)
-
-#define assert_contains(hay, needle)                                           \
-    do {                                                                       \
-        if (strstr((hay), (needle)) == NULL)                                   \
-            fail_msg("'%s' does not contain '%s'", (hay), (needle));           \
-    } while (0)
-
-/* The fake connection: what the plugin did to it, in order. */
-struct es_conn {
-    buf out;                 /* everything written */
-    size_t writes;           /* host->write calls */
-    size_t closes;           /* host->close calls */
-    size_t logs;
-    char last_log[512];
-    const void *last_data;   /* the pointer given to the last host->write */
-    size_t last_len;
-    char events[MAX_EVENTS]; /* 'w' write, 'c' close */
-    size_t nevents;
-    int fail_write;          /* make host->write refuse */
-    void *instance;          /* what host->instance returns */
-};
-
-static void record(es_conn *c, char ev)
-{
-    if (c->nevents < MAX_EVENTS)
-        c->events[c->nevents++] = ev;
-}
-
-static int fake_write(es_conn *c, const void *data, size_t len)
-{
-    c->writes++;
-    c->last_data = data;
-    c->last_len = len;
-    if (c->fail_write)
-        return -1;
-    record(c, 'w');
-    return buf_append(&c->out, data, len);
-}
-
-static void fake_close(es_conn *c)
-{
-    c->closes++;
-    record(c, 'c');
-}
-
-static void fake_log(const es_conn *c, enum es_log_level level, const char *fmt, ...)
-    ES_PRINTF(3, 4);
-
-static void fake_log(const es_conn *c, enum es_log_level level, const char *fmt, ...)
-{
-    (void)level;
-    if (c == NULL)
-        return;
-    es_conn *mc = (es_conn *)c;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(mc->last_log, sizeof mc->last_log, fmt, ap);
-    va_end(ap);
-    mc->logs++;
-}
-
-static const char *fake_peer(const es_conn *c)
-{
-    (void)c;
-    return "127.0.0.1:5000";
-}
-
-static void *fake_instance(const es_conn *c)
-{
-    return c->instance;
-}
-
-static const es_host fake_host = {
-    .size = sizeof(es_host),
-    .abi_major = ES_PLUGIN_ABI_MAJOR,
-    .abi_minor = ES_PLUGIN_ABI_MINOR,
-    .write = fake_write,
-    .close = fake_close,
-    .log = fake_log,
-    .peer = fake_peer,
-    .instance = fake_instance,
-};
-
-/* One connection as the server holds it: the fake conn, the plugin's
- * zeroed state, and the unconsumed input. */
-typedef struct client {
-    es_conn conn;
-    void *state;
-    buf in;
-    size_t messages;
-} client;
-
-static void client_open(client *cl, void *instance)
-{
-    memset(cl, 0, sizeof *cl);
-    cl->conn.instance = instance;
-    cl->state = calloc(1, resp_plugin.conn_size);
-    assert_non_null(cl->state);
-    assert_int_equal(resp_plugin.open(&cl->conn, instance, cl->state), 0);
-}
-
-static void client_close(client *cl)
-{
-    if (resp_plugin.close != NULL)
-        resp_plugin.close(&cl->conn, cl->state);
-    free(cl->state);
-    buf_free(&cl->in);
-    buf_free(&cl->conn.out);
-}
-
-/* The server's input path: append the bytes, then hand each complete
- * message to response and drop it, until more input is needed or the
- * connection is closing (the server drops the rest of the input then). */
-static void client_feed(client *cl, const void *data, size_t len)
-{
-    if (cl->conn.closes != 0)
-        return;
-    assert_int_equal(buf_append(&cl->in, data, len), 0);
-    while (cl->conn.closes == 0 && cl->in.len > 0) {
-        ssize_t r = resp_plugin.data_received(&cl->conn, cl->state, buf_head(&cl->in),
-                                              cl->in.len);
-        assert_true(r >= 0);
-        if (r == 0)
-            break;
-        assert_true((size_t)r <= cl->in.len);
-        assert_int_equal(resp_plugin.response(&cl->conn, cl->state, buf_head(&cl->in),
-                                              (size_t)r), 0);
-        cl->messages++;
-        buf_consume(&cl->in, (size_t)r);
-    }
-}
-
-/* init with the given items, which must succeed. */
-static void *init_ok(const es_config_item *items, size_t count)
-{
-    es_config cfg = {.items = items, .count = count};
-    es_error err = {.item = -1, .msg = ""};
-    void *instance = NULL;
-    if (resp_plugin.init(&fake_host, &cfg, &instance, &err) != 0)
-        fail_msg("init failed: item %d: %s", err.item, err.msg);
-    assert_non_null(instance);
-    return instance;
-}
-
-/* init with the given items, which must fail at item with a message
- * containing needle, and leave *instance alone. */
-static void init_err(const es_config_item *items, size_t count, int item, const char *needle)
-{
-    es_config cfg = {.items = items, .count = count};
-    es_error err = {.item = -1, .msg = ""};
-    void *instance = (void *)&cfg;
-    assert_int_equal(resp_plugin.init(&fake_host, &cfg, &instance, &err), -1);
-    assert_ptr_equal(instance, (void *)&cfg);
-    assert_int_equal(err.item, item);
-    assert_contains(err.msg, needle);
-    assert_non_null(memchr(err.msg, '\0', sizeof err.msg));
-}
 
 /* Prints bytes with C escapes, for failure messages. */
 static void show(const char *what, const void *data, size_t len)
@@ -192,7 +34,7 @@ static void show(const char *what, const void *data, size_t len)
 }
 
 /* Asserts that the connection's output so far is want. */
-static void assert_output(const client *cl, const void *want, size_t want_len)
+static void assert_output(const fh_client *cl, const void *want, size_t want_len)
 {
     if (cl->conn.out.len != want_len ||
         (want_len > 0 && memcmp(buf_head(&cl->conn.out), want, want_len) != 0)) {
@@ -203,7 +45,7 @@ static void assert_output(const client *cl, const void *want, size_t want_len)
 }
 
 /* Asserts that a close came last and only once, after every write. */
-static void assert_closed_last(const client *cl)
+static void assert_closed_last(const fh_client *cl)
 {
     assert_int_equal(cl->conn.closes, 1);
     assert_true(cl->conn.nevents >= 1);
@@ -216,9 +58,9 @@ static void assert_closed_last(const client *cl)
 static void expect(void *instance, const void *in, size_t in_len, const void *want,
                    size_t want_len, int closes)
 {
-    client cl;
-    client_open(&cl, instance);
-    client_feed(&cl, in, in_len);
+    fh_client cl;
+    fh_client_open(&cl, &resp_plugin, instance);
+    fh_client_feed(&cl, in, in_len);
     if (cl.conn.out.len != want_len ||
         (want_len > 0 && memcmp(buf_head(&cl.conn.out), want, want_len) != 0))
         show("input", in, in_len);
@@ -228,7 +70,7 @@ static void expect(void *instance, const void *in, size_t in_len, const void *wa
     assert_int_equal(cl.conn.closes, closes);
     if (closes)
         assert_closed_last(&cl);
-    client_close(&cl);
+    fh_client_close(&cl);
 }
 
 #define EXPECT(inst, in, want, closes) expect((inst), LIT(in), LIT(want), (closes))
@@ -240,12 +82,12 @@ static void feed_in_pieces(void *instance, const void *in, size_t len, const siz
                            size_t ncuts, const void *want, size_t want_len, int closes,
                            int single)
 {
-    client cl;
-    client_open(&cl, instance);
+    fh_client cl;
+    fh_client_open(&cl, &resp_plugin, instance);
     size_t pos = 0;
     for (size_t k = 0; k <= ncuts; k++) {
         size_t end = k < ncuts ? cuts[k] : len;
-        client_feed(&cl, (const uint8_t *)in + pos, end - pos);
+        fh_client_feed(&cl, (const uint8_t *)in + pos, end - pos);
         if (single && k < ncuts && cl.conn.writes != 0) {
             show("input", in, len);
             fail_msg("a reply after %zu of %zu bytes", end, len);
@@ -262,7 +104,7 @@ static void feed_in_pieces(void *instance, const void *in, size_t len, const siz
     assert_int_equal(cl.conn.closes, closes);
     if (!closes)
         assert_int_equal(cl.in.len, 0);
-    client_close(&cl);
+    fh_client_close(&cl);
 }
 
 /* Feeds in whole, then cut in two and in three at every place. */
@@ -287,13 +129,13 @@ static void every_split(void *instance, const void *in, size_t len, const void *
 static void byte_at_a_time(void *instance, const void *in, size_t len, const void *want,
                            size_t want_len, int closes)
 {
-    client cl;
-    client_open(&cl, instance);
+    fh_client cl;
+    fh_client_open(&cl, &resp_plugin, instance);
     for (size_t i = 0; i < len; i++)
-        client_feed(&cl, (const uint8_t *)in + i, 1);
+        fh_client_feed(&cl, (const uint8_t *)in + i, 1);
     assert_output(&cl, want, want_len);
     assert_int_equal(cl.conn.closes, closes);
-    client_close(&cl);
+    fh_client_close(&cl);
 }
 
 static void test_descriptor(void **state)
@@ -301,27 +143,15 @@ static void test_descriptor(void **state)
     (void)state;
     const es_plugin *d = ES_PLUGIN_ENTRY();
     assert_ptr_equal(d, &resp_plugin);
-    assert_int_equal(d->magic, ES_PLUGIN_MAGIC);
-    assert_int_equal(d->abi_major, ES_PLUGIN_ABI_MAJOR);
-    assert_int_equal(d->abi_minor, ES_PLUGIN_ABI_MINOR);
-    assert_int_equal(d->size, sizeof(es_plugin));
-    assert_true(d->size >= ES_PLUGIN_MIN_SIZE);
-    assert_string_equal(d->name, "resp");
-    assert_string_equal(d->version, PACKAGE_VERSION);
-    assert_int_equal(d->conn_size, sizeof(resp_conn));
-    assert_non_null(d->init);
-    assert_non_null(d->fini);
-    assert_non_null(d->open);
-    assert_non_null(d->data_received);
-    assert_non_null(d->response);
+    fh_check_descriptor(d, "resp", sizeof(resp_conn));
 }
 
 static void test_init_defaults(void **state)
 {
     (void)state;
-    void *instance = init_ok(NULL, 0);
+    void *instance = fh_init_ok(&resp_plugin, NULL, 0);
     const resp_instance *inst = instance;
-    assert_ptr_equal(inst->host, &fake_host);
+    assert_ptr_equal(inst->host, &fh_host);
     assert_int_equal(inst->max_bulk, 64u << 20);
     assert_int_equal(inst->max_args, 1024);
     resp_plugin.fini(instance);
@@ -334,7 +164,7 @@ static void test_init_options(void **state)
         {.key = "max_bulk", .value = "1K", .line = 2},
         {.key = "max_args", .value = "3", .line = 3},
     };
-    void *instance = init_ok(items, 2);
+    void *instance = fh_init_ok(&resp_plugin, items, 2);
     const resp_instance *inst = instance;
     assert_int_equal(inst->max_bulk, 1024);
     assert_int_equal(inst->max_args, 3);
@@ -347,12 +177,12 @@ static void test_init_options(void **state)
                  {"1048576", 1048576}, {"1k", 1024}, {"1M", 1 << 20}};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         es_config_item it = {.key = "max_bulk", .value = sizes[i].text, .line = 1};
-        instance = init_ok(&it, 1);
+        instance = fh_init_ok(&resp_plugin, &it, 1);
         assert_int_equal(((resp_instance *)instance)->max_bulk, sizes[i].value);
         resp_plugin.fini(instance);
     }
     es_config_item most = {.key = "max_args", .value = "1M", .line = 1};
-    instance = init_ok(&most, 1);
+    instance = fh_init_ok(&resp_plugin, &most, 1);
     assert_int_equal(((resp_instance *)instance)->max_args, 1 << 20);
     resp_plugin.fini(instance);
 }
@@ -367,12 +197,12 @@ static void test_init_bad_values(void **state)
             {.key = "max_args", .value = "10", .line = 2},
             {.key = "max_bulk", .value = bad_bulk[i], .line = 3},
         };
-        init_err(items, 2, 1, "max_bulk: '");
+        fh_init_err(&resp_plugin, items, 2, 1, "max_bulk: '");
     }
     static const char *const bad_args[] = {"0", "", "-3", "abc", "2M", "1048577", "1G"};
     for (size_t i = 0; i < sizeof bad_args / sizeof bad_args[0]; i++) {
         const es_config_item items[] = {{.key = "max_args", .value = bad_args[i], .line = 2}};
-        init_err(items, 1, 0, "max_args: '");
+        fh_init_err(&resp_plugin, items, 1, 0, "max_args: '");
     }
 }
 
@@ -384,17 +214,17 @@ static void test_init_unknown_key(void **state)
         {.key = "max_args", .value = "8", .line = 4},
         {.key = "max_bulks", .value = "1", .line = 5},
     };
-    init_err(items, 3, 2, "unknown key 'max_bulks' in [resp]");
-    init_err(items, 3, 2, "known: max_bulk, max_args");
+    fh_init_err(&resp_plugin, items, 3, 2, "unknown key 'max_bulks' in [resp]");
+    fh_init_err(&resp_plugin, items, 3, 2, "known: max_bulk, max_args");
     const es_config_item sep[] = {{.key = "separator", .value = "\\n", .line = 1}};
-    init_err(sep, 1, 0, "'separator'");
+    fh_init_err(&resp_plugin, sep, 1, 0, "'separator'");
 }
 
 /* The commands, in both forms, any case. */
 static void test_commands(void **state)
 {
     (void)state;
-    void *in = init_ok(NULL, 0);
+    void *in = fh_init_ok(&resp_plugin, NULL, 0);
     EXPECT(in, "PING\r\n", "+PONG\r\n", 0);
     EXPECT(in, "ping\r\n", "+PONG\r\n", 0);
     EXPECT(in, "pInG\n", "+PONG\r\n", 0);
@@ -426,7 +256,7 @@ static void test_commands(void **state)
 static void test_empty_requests(void **state)
 {
     (void)state;
-    void *in = init_ok(NULL, 0);
+    void *in = fh_init_ok(&resp_plugin, NULL, 0);
     EXPECT(in, "\r\n", "", 0);
     EXPECT(in, "\n", "", 0);
     EXPECT(in, "  \t \r\n", "", 0);
@@ -441,7 +271,7 @@ static void test_empty_requests(void **state)
 static void test_inline_splitting(void **state)
 {
     (void)state;
-    void *in = init_ok(NULL, 0);
+    void *in = fh_init_ok(&resp_plugin, NULL, 0);
     EXPECT(in, "  ECHO \t  spaced   \r\n", "$6\r\nspaced\r\n", 0);
     EXPECT(in, "ECHO x\r\r\n", "$1\r\nx\r\n", 0);
     EXPECT(in, "ECHO \"a b\"\r\n", "$3\r\na b\r\n", 0);
@@ -463,7 +293,7 @@ static void test_inline_splitting(void **state)
 static void test_unknown_command(void **state)
 {
     (void)state;
-    void *in = init_ok(NULL, 0);
+    void *in = fh_init_ok(&resp_plugin, NULL, 0);
     EXPECT(in, "foo\r\n", "-ERR unknown command 'foo', with args beginning with: \r\n", 0);
     EXPECT(in, "foo a b\r\n",
            "-ERR unknown command 'foo', with args beginning with: 'a' 'b' \r\n", 0);
@@ -526,7 +356,7 @@ static void test_unknown_command(void **state)
 static void test_wrong_arity(void **state)
 {
     (void)state;
-    void *in = init_ok(NULL, 0);
+    void *in = fh_init_ok(&resp_plugin, NULL, 0);
     EXPECT(in, "ECHO\r\n", "-ERR wrong number of arguments for 'echo' command\r\n", 0);
     EXPECT(in, "Echo a b\r\n", "-ERR wrong number of arguments for 'echo' command\r\n", 0);
     EXPECT(in, "*1\r\n$4\r\nECHO\r\n", "-ERR wrong number of arguments for 'echo' command\r\n",
@@ -549,7 +379,7 @@ static void test_wrong_arity(void **state)
 static void test_protocol_errors(void **state)
 {
     (void)state;
-    void *in = init_ok(NULL, 0);
+    void *in = fh_init_ok(&resp_plugin, NULL, 0);
     EXPECT(in, "*x\r\n", PROTO("invalid multibulk length"), 1);
     EXPECT(in, "*\r\n", PROTO("invalid multibulk length"), 1);
     EXPECT(in, "*-\r\n", PROTO("invalid multibulk length"), 1);
@@ -594,14 +424,14 @@ static void test_protocol_errors(void **state)
     EXPECT(in, "ECHO 'x\r\nPING\r\n", PROTO("unbalanced quotes in request"), 1);
 
     /* The error is logged once, and a later call refuses at once. */
-    client cl;
-    client_open(&cl, in);
-    client_feed(&cl, LIT("*1\r\n$x"));
+    fh_client cl;
+    fh_client_open(&cl, &resp_plugin, in);
+    fh_client_feed(&cl, LIT("*1\r\n$x"));
     assert_closed_last(&cl);
     assert_int_equal(cl.conn.logs, 1);
     assert_contains(cl.conn.last_log, "invalid bulk length");
     assert_int_equal(resp_plugin.data_received(&cl.conn, cl.state, (const uint8_t *)"P", 1), -1);
-    client_close(&cl);
+    fh_client_close(&cl);
     resp_plugin.fini(in);
 }
 
@@ -609,19 +439,19 @@ static void test_protocol_errors(void **state)
 static void test_protocol_error_early(void **state)
 {
     (void)state;
-    void *in = init_ok(NULL, 0);
-    client cl;
-    client_open(&cl, in);
-    client_feed(&cl, LIT("*2\r\n$4\r\nECHO\r\n$"));
+    void *in = fh_init_ok(&resp_plugin, NULL, 0);
+    fh_client cl;
+    fh_client_open(&cl, &resp_plugin, in);
+    fh_client_feed(&cl, LIT("*2\r\n$4\r\nECHO\r\n$"));
     assert_int_equal(cl.conn.writes, 0);
-    client_feed(&cl, LIT("1"));
+    fh_client_feed(&cl, LIT("1"));
     assert_int_equal(cl.conn.writes, 0);
-    client_feed(&cl, LIT("0"));
+    fh_client_feed(&cl, LIT("0"));
     assert_int_equal(cl.conn.writes, 0);
-    client_feed(&cl, LIT("a"));
+    fh_client_feed(&cl, LIT("a"));
     assert_output(&cl, LIT(PROTO("invalid bulk length")));
     assert_closed_last(&cl);
-    client_close(&cl);
+    fh_client_close(&cl);
     resp_plugin.fini(in);
 }
 
@@ -629,7 +459,7 @@ static void test_protocol_error_early(void **state)
 static void test_every_split(void **state)
 {
     (void)state;
-    void *in = init_ok(NULL, 0);
+    void *in = fh_init_ok(&resp_plugin, NULL, 0);
     EVERY_SPLIT(in, "*2\r\n$4\r\nECHO\r\n$5\r\nhello\r\n", "$5\r\nhello\r\n", 0, 1);
     EVERY_SPLIT(in, "*1\r\n$4\r\nPING\r\n", "+PONG\r\n", 0, 1);
     EVERY_SPLIT(in, "*2\r\n$4\r\nPING\r\n$11\r\n\r\n*1\r\n$0\r\n\0\r\n",
@@ -655,7 +485,7 @@ static void test_every_split(void **state)
 static void test_pipelined(void **state)
 {
     (void)state;
-    void *in = init_ok(NULL, 0);
+    void *in = fh_init_ok(&resp_plugin, NULL, 0);
     enum { N = 1000 };
     buf req = {0}, want = {0};
     for (int i = 0; i < N; i++) {
@@ -684,27 +514,27 @@ static void test_pipelined(void **state)
         assert_int_equal(buf_append(&want, w, (size_t)wn), 0);
     }
     assert_int_equal(buf_append(&req, LIT("*2\r\n$4\r\nECHO\r\n$5\r\nhel")), 0);
-    client cl;
-    client_open(&cl, in);
-    client_feed(&cl, buf_head(&req), req.len);
+    fh_client cl;
+    fh_client_open(&cl, &resp_plugin, in);
+    fh_client_feed(&cl, buf_head(&req), req.len);
     assert_int_equal(cl.messages, N);
     assert_output(&cl, buf_head(&want), want.len);
     assert_int_equal(cl.in.len, 21);
-    client_feed(&cl, LIT("lo\r\n"));
+    fh_client_feed(&cl, LIT("lo\r\n"));
     assert_int_equal(cl.messages, N + 1);
     assert_int_equal(cl.conn.out.len, want.len + 11);
     assert_memory_equal(buf_head(&cl.conn.out) + want.len, "$5\r\nhello\r\n", 11);
     assert_int_equal(cl.conn.closes, 0);
-    client_close(&cl);
+    fh_client_close(&cl);
 
     /* Cut in two at every place. */
     for (size_t cut = 0; cut <= 200; cut++) {
-        client_open(&cl, in);
-        client_feed(&cl, buf_head(&req), cut);
-        client_feed(&cl, buf_head(&req) + cut, req.len - cut);
+        fh_client_open(&cl, &resp_plugin, in);
+        fh_client_feed(&cl, buf_head(&req), cut);
+        fh_client_feed(&cl, buf_head(&req) + cut, req.len - cut);
         assert_int_equal(cl.messages, N);
         assert_output(&cl, buf_head(&want), want.len);
-        client_close(&cl);
+        fh_client_close(&cl);
     }
     buf_free(&req);
     buf_free(&want);
@@ -715,7 +545,7 @@ static void test_pipelined(void **state)
 static void test_binary_bulk(void **state)
 {
     (void)state;
-    void *in = init_ok(NULL, 0);
+    void *in = fh_init_ok(&resp_plugin, NULL, 0);
     uint8_t body[256 + 12];
     for (int i = 0; i < 256; i++)
         body[i] = (uint8_t)i;
@@ -746,12 +576,12 @@ static void test_binary_bulk(void **state)
     assert_int_equal(buf_append(&req, head, (size_t)hn), 0);
     assert_int_equal(buf_append(&req, big, BIG), 0);
     assert_int_equal(buf_append(&req, LIT("\r\n")), 0);
-    client cl;
-    client_open(&cl, in);
+    fh_client cl;
+    fh_client_open(&cl, &resp_plugin, in);
     size_t pos = 0, step = 1;
     while (pos < req.len) {
         size_t n = req.len - pos < step ? req.len - pos : step;
-        client_feed(&cl, buf_head(&req) + pos, n);
+        fh_client_feed(&cl, buf_head(&req) + pos, n);
         pos += n;
         if (pos < req.len)
             assert_int_equal(cl.conn.writes, 0);
@@ -761,7 +591,7 @@ static void test_binary_bulk(void **state)
     assert_int_equal(cl.conn.out.len, (size_t)hn + BIG + 2);
     assert_memory_equal(buf_head(&cl.conn.out), head, (size_t)hn);
     assert_memory_equal(buf_head(&cl.conn.out) + hn, big, BIG);
-    client_close(&cl);
+    fh_client_close(&cl);
     buf_free(&req);
     free(big);
     resp_plugin.fini(in);
@@ -772,10 +602,10 @@ static void test_binary_bulk(void **state)
 static void test_reply_from_input(void **state)
 {
     (void)state;
-    void *in = init_ok(NULL, 0);
+    void *in = fh_init_ok(&resp_plugin, NULL, 0);
     static const char req[] = "*2\r\n$4\r\nECHO\r\n$11\r\nhello world\r\n";
-    client cl;
-    client_open(&cl, in);
+    fh_client cl;
+    fh_client_open(&cl, &resp_plugin, in);
     size_t len = sizeof req - 1;
     assert_int_equal(resp_plugin.data_received(&cl.conn, cl.state, (const uint8_t *)req, len),
                      (ssize_t)len);
@@ -783,7 +613,7 @@ static void test_reply_from_input(void **state)
     assert_int_equal(cl.conn.writes, 1);
     assert_ptr_equal(cl.conn.last_data, req + 14);
     assert_int_equal(cl.conn.last_len, 18);
-    client_close(&cl);
+    fh_client_close(&cl);
     resp_plugin.fini(in);
 }
 
@@ -792,7 +622,7 @@ static void test_reply_from_input(void **state)
 static void test_no_rescan(void **state)
 {
     (void)state;
-    void *in = init_ok(NULL, 0);
+    void *in = fh_init_ok(&resp_plugin, NULL, 0);
     static const char *const reqs[] = {
         "*3\r\n$4\r\nECHO\r\n$10\r\n0123456789\r\n$2\r\nab\r\n",
         "ECHO a fairly long inline request, cut anywhere\r\n",
@@ -804,8 +634,8 @@ static void test_no_rescan(void **state)
             uint8_t *data = malloc(len);
             assert_non_null(data);
             memcpy(data, reqs[k], len);
-            client cl;
-            client_open(&cl, in);
+            fh_client cl;
+            fh_client_open(&cl, &resp_plugin, in);
             const resp_conn *rc = cl.state;
             ssize_t r = 0;
             for (size_t have = step; r == 0; have = have + step < len ? have + step : len) {
@@ -817,13 +647,13 @@ static void test_no_rescan(void **state)
             }
             assert_int_equal(r, (ssize_t)len);
             assert_int_equal(rc->pos, 0);
-            client_close(&cl);
+            fh_client_close(&cl);
             free(data);
         }
     }
     /* A 64 MiB body announced, 1 byte at a time: each call is O(1). */
-    client cl;
-    client_open(&cl, in);
+    fh_client cl;
+    fh_client_open(&cl, &resp_plugin, in);
     static const char head[] = "*2\r\n$4\r\nECHO\r\n$67108864\r\n";
     size_t hl = sizeof head - 1;
     uint8_t *data = calloc(1, hl + 4096);
@@ -835,7 +665,7 @@ static void test_no_rescan(void **state)
     assert_int_equal(((const resp_conn *)cl.state)->pos, hl + 4096);
     assert_int_equal(((const resp_conn *)cl.state)->phase, RP_BODY);
     free(data);
-    client_close(&cl);
+    fh_client_close(&cl);
     resp_plugin.fini(in);
 }
 
@@ -847,7 +677,7 @@ static void test_limits(void **state)
         {.key = "max_bulk", .value = "16", .line = 1},
         {.key = "max_args", .value = "3", .line = 2},
     };
-    void *in = init_ok(items, 2);
+    void *in = fh_init_ok(&resp_plugin, items, 2);
     EXPECT(in, "*2\r\n$4\r\nECHO\r\n$16\r\n0123456789abcdef\r\n",
            "$16\r\n0123456789abcdef\r\n", 0);
     EXPECT(in, "*2\r\n$4\r\nECHO\r\n$17\r\n", PROTO("invalid bulk length"), 1);
@@ -862,7 +692,7 @@ static void test_limits(void **state)
            "-ERR unknown command 'x', with args beginning with: '1' '2' '3' '4' \r\n", 0);
     resp_plugin.fini(in);
 
-    in = init_ok(NULL, 0);
+    in = fh_init_ok(&resp_plugin, NULL, 0);
     /* An inline line of RESP_INLINE_MAX bytes, '\n' included, is served. */
     size_t max = RESP_INLINE_MAX;
     char *line = malloc(max + 2);
@@ -871,28 +701,28 @@ static void test_limits(void **state)
     memset(line + 5, 'x', max - 5);
     line[max - 2] = '\r';
     line[max - 1] = '\n';
-    client cl;
-    client_open(&cl, in);
-    client_feed(&cl, line, max);
+    fh_client cl;
+    fh_client_open(&cl, &resp_plugin, in);
+    fh_client_feed(&cl, line, max);
     assert_int_equal(cl.messages, 1);
     assert_int_equal(cl.conn.closes, 0);
     char head[32];
     int hn = snprintf(head, sizeof head, "$%zu\r\n", max - 7);
     assert_int_equal(cl.conn.out.len, (size_t)hn + max - 7 + 2);
     assert_memory_equal(buf_head(&cl.conn.out), head, (size_t)hn);
-    client_close(&cl);
+    fh_client_close(&cl);
     /* One more byte is too big, found with or without its '\n'. */
     line[max - 1] = 'x';
     line[max] = '\r';
     line[max + 1] = '\n';
     expect(in, line, max + 2, LIT(PROTO("too big inline request")), 1);
-    client_open(&cl, in);
-    client_feed(&cl, line, max);
+    fh_client_open(&cl, &resp_plugin, in);
+    fh_client_feed(&cl, line, max);
     assert_int_equal(cl.conn.writes, 0); /* RESP_INLINE_MAX bytes, no '\n': waiting */
-    client_feed(&cl, "x", 1);
+    fh_client_feed(&cl, "x", 1);
     assert_output(&cl, LIT(PROTO("too big inline request")));
     assert_closed_last(&cl);
-    client_close(&cl);
+    fh_client_close(&cl);
     free(line);
     resp_plugin.fini(in);
 }
@@ -900,12 +730,12 @@ static void test_limits(void **state)
 static void test_write_failure(void **state)
 {
     (void)state;
-    void *in = init_ok(NULL, 0);
+    void *in = fh_init_ok(&resp_plugin, NULL, 0);
     static const char *const reqs[] = {"PING\r\n", "ECHO x\r\n", "*2\r\n$4\r\nECHO\r\n$1\r\nx\r\n",
                                        "foo\r\n", "ECHO\r\n", "*x\r\n", "ECHO \"\r\n"};
     for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
-        client cl;
-        client_open(&cl, in);
+        fh_client cl;
+        fh_client_open(&cl, &resp_plugin, in);
         cl.conn.fail_write = 1;
         size_t len = strlen(reqs[i]);
         ssize_t m = resp_plugin.data_received(&cl.conn, cl.state, (const uint8_t *)reqs[i], len);
@@ -913,7 +743,7 @@ static void test_write_failure(void **state)
         assert_int_equal(resp_plugin.response(&cl.conn, cl.state, (const uint8_t *)reqs[i],
                                               (size_t)m), -1);
         assert_true(cl.conn.writes >= 1);
-        client_close(&cl);
+        fh_client_close(&cl);
     }
     resp_plugin.fini(in);
 }
@@ -922,26 +752,26 @@ static void test_write_failure(void **state)
 static void test_state_isolation(void **state)
 {
     (void)state;
-    void *in = init_ok(NULL, 0);
+    void *in = fh_init_ok(&resp_plugin, NULL, 0);
     const es_config_item items[] = {{.key = "max_bulk", .value = "2", .line = 1}};
-    void *small = init_ok(items, 1);
-    client a, b, s;
-    client_open(&a, in);
-    client_open(&b, in);
-    client_open(&s, small);
-    client_feed(&a, LIT("*2\r\n$4\r\nECHO\r\n$3\r"));
-    client_feed(&b, LIT("ECHO b"));
-    client_feed(&s, LIT("*2\r\n$4\r\nECHO\r\n$3\r"));
-    client_feed(&a, LIT("\nabc\r\n"));
-    client_feed(&b, LIT("bb\r\n"));
+    void *small = fh_init_ok(&resp_plugin, items, 1);
+    fh_client a, b, s;
+    fh_client_open(&a, &resp_plugin, in);
+    fh_client_open(&b, &resp_plugin, in);
+    fh_client_open(&s, &resp_plugin, small);
+    fh_client_feed(&a, LIT("*2\r\n$4\r\nECHO\r\n$3\r"));
+    fh_client_feed(&b, LIT("ECHO b"));
+    fh_client_feed(&s, LIT("*2\r\n$4\r\nECHO\r\n$3\r"));
+    fh_client_feed(&a, LIT("\nabc\r\n"));
+    fh_client_feed(&b, LIT("bb\r\n"));
     assert_output(&a, LIT("$3\r\nabc\r\n"));
     assert_output(&b, LIT("$3\r\nbbb\r\n"));
     assert_output(&s, LIT(PROTO("invalid bulk length")));
     assert_int_equal(s.conn.closes, 1);
     assert_int_equal(a.conn.closes, 0);
-    client_close(&a);
-    client_close(&b);
-    client_close(&s);
+    fh_client_close(&a);
+    fh_client_close(&b);
+    fh_client_close(&s);
     resp_plugin.fini(small);
     resp_plugin.fini(in);
 }
