@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -584,6 +585,46 @@ static void test_resp_config(void **state)
     }
 }
 
+/* 11. Every connection's state goes through its plugin's close hook, shutdown included: the
+ * counting test plugin reports its opens and closes at fini (and leaks if a close is missed). */
+static void test_close_hook_on_shutdown(void **state)
+{
+    enum { N = 10 };
+    struct ctx *c = begin(state, __func__);
+    assert_int_equal(hs_write_file(c->hs.conf, sizeof c->hs.conf, c->hs.dir, "counting.ini",
+                                   "[server]\nbind = 127.0.0.1:0\nthreads = 2\n"
+                                   "plugin = %s/counting.so\nshutdown_timeout = 1\n",
+                                   hs_env_path("ES_TEST_PLUGIN_DIR")), 0);
+    struct hs_proc *srv = hs_server_start(c->hs.conf, 1, 0, HS_READY_MS);
+    if (srv == NULL)
+        HS_FAIL("echosrv did not start with the counting plugin from %s",
+                hs_env_path("ES_TEST_PLUGIN_DIR"));
+    int fd[N];
+    for (int i = 0; i < N; i++) {
+        fd[i] = conn(c, srv);
+        exchange(fd[i], LIT("x"), LIT("x")); /* opened for sure */
+    }
+    /* Two go away by themselves; the rest are still open at shutdown. */
+    hs_ctx_untrack_close(&c->hs, fd[0]);
+    hs_ctx_untrack_close(&c->hs, fd[1]);
+    if (hs_send_all(fd[2], "partial", 7, IO_MS) < 0)
+        HS_FAIL("send: %s", strerror(errno));
+    kill(hs_pid(srv), SIGTERM);
+    int st = hs_wait_exit(srv, 10000);
+    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        hs_dump_output(srv, "shutdown");
+        HS_FAIL("echosrv did not exit 0 after SIGTERM (status %d)", st);
+    }
+    char want[64], *out = hs_output(srv);
+    snprintf(want, sizeof want, "counting: opens=%d closes=%d", N, N);
+    bool ok = out != NULL && strstr(out, want) != NULL;
+    free(out);
+    if (!ok) {
+        hs_dump_output(srv, "shutdown");
+        HS_FAIL("expected '%s' in the server's log", want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -597,6 +638,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resp_framing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resp_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resp_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_hook_on_shutdown, setup, teardown),
     };
 
     if (hs_process_init() < 0)
