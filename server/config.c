@@ -184,50 +184,74 @@ static void parse_max_message(loader *ld, const char *value, size_t *out)
     *out = s;
 }
 
+/* A plugin name or path: non-empty; remembers its line for later errors. */
+static void parse_plugin(loader *ld, const char *value, char **field, int *line)
+{
+    if (*value == '\0') {
+        fail_at(ld, ld->lineno, "plugin: empty value");
+        return;
+    }
+    *line = ld->lineno;
+    if (set_string(field, value) < 0)
+        fail_at(ld, ld->lineno, "out of memory");
+}
+
+/* The index of key among names[0..n), recording its line in seen[]; or -1
+ * with the error (unknown or duplicate key in section `where`) reported. */
+static int key_index(loader *ld, const char *const names[], int n, int seen[], const char *key,
+                     const char *where, const char *hint)
+{
+    int k;
+    for (k = 0; k < n; k++)
+        if (strcmp(key, names[k]) == 0)
+            break;
+    if (k == n) {
+        fail_at(ld, ld->lineno, "unknown key '%s' in %s%s", key, where, hint ? hint : "");
+        return -1;
+    }
+    if (seen[k] != 0) {
+        fail_at(ld, ld->lineno, "duplicate key '%s' in %s (first set at line %d)", key, where,
+                seen[k]);
+        return -1;
+    }
+    seen[k] = ld->lineno;
+    return k;
+}
+
+/* If key k is one of the numeric keys of tab, parse value into its field of
+ * base (or report the error) and return 1; else return 0. */
+static int num_key_set(loader *ld, const struct num_key *tab, size_t n, int k, const char *key,
+                       const char *value, void *base)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (tab[i].key != k)
+            continue;
+        long v;
+        if (parse_long(value, tab[i].lo, tab[i].hi, &v) < 0)
+            fail_at(ld, ld->lineno, "%s: '%s' is not %s from %ld to %ld", key, value,
+                    tab[i].what, tab[i].lo, tab[i].hi);
+        else
+            *(long *)((char *)base + tab[i].field) = v;
+        return 1;
+    }
+    return 0;
+}
+
 static void server_key(loader *ld, const char *key, const char *value)
 {
     config *cfg = ld->cfg;
     int line = ld->lineno;
-    int k;
-    for (k = 0; k < K_COUNT; k++)
-        if (strcmp(key, server_keys[k]) == 0)
-            break;
-    if (k == K_COUNT) {
-        fail_at(ld, line, "unknown key '%s' in [server]", key);
+    int k = key_index(ld, server_keys, K_COUNT, ld->seen, key, "[server]", NULL);
+    if (k < 0 || num_key_set(ld, num_keys, sizeof num_keys / sizeof num_keys[0], k, key, value,
+                             cfg))
         return;
-    }
-    if (ld->seen[k] != 0) {
-        fail_at(ld, line, "duplicate key '%s' in [server] (first set at line %d)", key,
-                ld->seen[k]);
-        return;
-    }
-    ld->seen[k] = line;
-
-    for (size_t i = 0; i < sizeof num_keys / sizeof num_keys[0]; i++) {
-        const struct num_key *nk = &num_keys[i];
-        if (nk->key != k)
-            continue;
-        long v;
-        if (parse_long(value, nk->lo, nk->hi, &v) < 0)
-            fail_at(ld, line, "%s: '%s' is not %s from %ld to %ld", key, value, nk->what, nk->lo,
-                    nk->hi);
-        else
-            *(long *)((char *)cfg + nk->field) = v;
-        return;
-    }
 
     switch (k) {
     case K_BIND:
         parse_bind(ld, value, &cfg->bind, &cfg->binds, &cfg->nbinds);
         return;
     case K_PLUGIN:
-        if (*value == '\0') {
-            fail_at(ld, line, "plugin: empty value");
-            return;
-        }
-        cfg->plugin_line = line;
-        if (set_string(&cfg->plugin, value) < 0)
-            fail_at(ld, line, "out of memory");
+        parse_plugin(ld, value, &cfg->plugin, &cfg->plugin_line);
         return;
     case K_PLUGIN_DIR: {
         if (*value == '\0') {
@@ -348,46 +372,21 @@ static void listener_key(loader *ld, const char *section, const char *key, const
         fail_at(ld, line, "internal error: [%s] not recorded", section);
         return;
     }
-    int k;
-    for (k = 0; k < LK_COUNT; k++)
-        if (strcmp(key, listener_keys[k]) == 0)
-            break;
-    if (k == LK_COUNT) {
-        fail_at(ld, line,
-                "unknown key '%s' in [listener %s] (expected bind, plugin, backlog, "
-                "max_connections, idle_timeout or max_message)", key, name);
+    char where[MAX_SECTION + 16];
+    snprintf(where, sizeof where, "[listener %s]", name);
+    int k = key_index(ld, listener_keys, LK_COUNT, l->seen, key, where,
+                      " (expected bind, plugin, backlog, max_connections, idle_timeout or "
+                      "max_message)");
+    if (k < 0 || num_key_set(ld, listener_num_keys,
+                             sizeof listener_num_keys / sizeof listener_num_keys[0], k, key,
+                             value, l))
         return;
-    }
-    if (l->seen[k] != 0) {
-        fail_at(ld, line, "duplicate key '%s' in [listener %s] (first set at line %d)", key,
-                name, l->seen[k]);
-        return;
-    }
-    l->seen[k] = line;
-    for (size_t i = 0; i < sizeof listener_num_keys / sizeof listener_num_keys[0]; i++) {
-        const struct num_key *nk = &listener_num_keys[i];
-        if (nk->key != k)
-            continue;
-        long v;
-        if (parse_long(value, nk->lo, nk->hi, &v) < 0)
-            fail_at(ld, line, "%s: '%s' is not %s from %ld to %ld", key, value, nk->what, nk->lo,
-                    nk->hi);
-        else
-            *(long *)((char *)l + nk->field) = v;
-        return;
-    }
     switch (k) {
     case LK_BIND:
         parse_bind(ld, value, &l->bind, &l->binds, &l->nbinds);
         return;
     case LK_PLUGIN:
-        if (*value == '\0') {
-            fail_at(ld, line, "plugin: empty value");
-            return;
-        }
-        l->plugin_line = line;
-        if (set_string(&l->plugin, value) < 0)
-            fail_at(ld, line, "out of memory");
+        parse_plugin(ld, value, &l->plugin, &l->plugin_line);
         return;
     case LK_MAX_MESSAGE:
         parse_max_message(ld, value, &l->max_message);
