@@ -661,8 +661,22 @@ static int listeners_finish(loader *ld)
 
 int config_load(config *cfg, const char *path, char *err, size_t errlen)
 {
+    FILE *fp = fopen(path, "re");
+    if (fp == NULL) {
+        int e = errno;
+        config_defaults(cfg);
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(e));
+        return -1;
+    }
+    int rc = config_load_stream(cfg, fp, path, err, errlen);
+    fclose(fp);
+    return rc;
+}
+
+int config_load_stream(config *cfg, FILE *fp, const char *path, char *err, size_t errlen)
+{
     config_defaults(cfg);
-    loader ld = {.cfg = cfg};
+    loader ld = {.cfg = cfg, .fp = fp};
     int rc = -1;
 
     configure_inih();
@@ -679,11 +693,6 @@ int config_load(config *cfg, const char *path, char *err, size_t errlen)
     if (addr_parse_list(cfg->bind, &cfg->binds, &cfg->nbinds, err, errlen) < 0)
         goto out;
 
-    ld.fp = fopen(path, "re");
-    if (ld.fp == NULL) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        goto out;
-    }
     int line = ini_parse_stream(read_line, &ld, on_key, &ld);
     if (ld.err_line != 0) {
         snprintf(err, errlen, "%s:%d: %s", path, ld.err_line, ld.err);
@@ -721,8 +730,6 @@ int config_load(config *cfg, const char *path, char *err, size_t errlen)
     }
     rc = 0;
 out:
-    if (ld.fp != NULL)
-        fclose(ld.fp);
     free(ld.line);
     return rc;
 }

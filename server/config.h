@@ -3,6 +3,7 @@
 #define ES_CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "addr.h"
 #include "echosrv/plugin.h"
@@ -68,6 +69,11 @@ typedef struct config {
  * Returns 0, or -1 with "FILE:LINE: message" (or "FILE: message") in err;
  * either way release cfg with config_free(). Main thread. */
 int config_load(config *cfg, const char *path, char *err, size_t errlen);
+
+/* config_load on an open stream (read to its end, not closed), with path as
+ * the name in messages and the base of relative paths. Returns 0 or -1 as
+ * config_load. Main thread; also the entry of tests/fuzz/fuzz_ini.c. */
+int config_load_stream(config *cfg, FILE *fp, const char *path, char *err, size_t errlen);
 
 /* Check that every section is [server], a [listener NAME] or named after
  * one of the n loaded plugins (their descriptor names). Returns 0, or -1
