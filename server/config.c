@@ -51,12 +51,15 @@ static void fail_at(loader *ld, int line, const char *fmt, ...)
 
 enum {
     K_BIND, K_THREADS, K_PLUGIN, K_PLUGIN_DIR, K_BACKLOG, K_MAX_CONNECTIONS,
-    K_IDLE_TIMEOUT, K_MAX_MESSAGE, K_SHUTDOWN_TIMEOUT, K_LOG_LEVEL, K_COUNT
+    K_IDLE_TIMEOUT, K_MAX_MESSAGE, K_SHUTDOWN_TIMEOUT, K_LOG_LEVEL, K_ALLOW, K_DENY,
+    K_SOCKET_MODE, K_COUNT
 };
+_Static_assert(K_COUNT < 16, "loader.seen holds every [server] key and the section's line");
 
 static const char *const server_keys[K_COUNT] = {
     "bind", "threads", "plugin", "plugin_dir", "backlog", "max_connections",
-    "idle_timeout", "max_message", "shutdown_timeout", "log_level",
+    "idle_timeout", "max_message", "shutdown_timeout", "log_level", "allow", "deny",
+    "socket_mode",
 };
 
 /* The numeric [server] keys: range, what the number counts, and the field. */
@@ -184,6 +187,35 @@ static void parse_max_message(loader *ld, const char *value, size_t *out)
     *out = s;
 }
 
+/* An allow or deny list of CIDR ranges into *list and *n (replacing them);
+ * an empty value is an empty list. */
+static void parse_cidrs(loader *ld, const char *key, const char *value, cidr **list, size_t *n)
+{
+    char err[256];
+    cidr *l;
+    size_t count;
+    if (cidr_parse_list(value, &l, &count, err, sizeof err) < 0) {
+        fail_at(ld, ld->lineno, "%s: %s", key, err);
+        return;
+    }
+    free(*list);
+    *list = l;
+    *n = count;
+}
+
+/* A socket_mode value: octal permission bits, 0 to 0777. */
+static void parse_socket_mode(loader *ld, const char *value, long *out)
+{
+    size_t len = strlen(value);
+    if (len == 0 || len > 4 || value[strspn(value, "01234567")] != '\0' ||
+        strtol(value, NULL, 8) > 0777) {
+        fail_at(ld, ld->lineno, "socket_mode: '%s' is not an octal mode from 0000 to 0777",
+                value);
+        return;
+    }
+    *out = strtol(value, NULL, 8);
+}
+
 /* A plugin name or path: non-empty; remembers its line for later errors. */
 static void parse_plugin(loader *ld, const char *value, char **field, int *line)
 {
@@ -270,6 +302,15 @@ static void server_key(loader *ld, const char *key, const char *value)
     case K_MAX_MESSAGE:
         parse_max_message(ld, value, &cfg->max_message);
         return;
+    case K_ALLOW:
+        parse_cidrs(ld, key, value, &cfg->allow, &cfg->nallow);
+        return;
+    case K_DENY:
+        parse_cidrs(ld, key, value, &cfg->deny, &cfg->ndeny);
+        return;
+    case K_SOCKET_MODE:
+        parse_socket_mode(ld, value, &cfg->socket_mode);
+        return;
     case K_LOG_LEVEL: {
         int lv = log_level_parse(value);
         if (lv < 0) {
@@ -331,6 +372,7 @@ static void plugin_key(loader *ld, const char *section, const char *key, const c
 
 static const char *const listener_keys[LK_COUNT] = {
     "bind", "plugin", "backlog", "max_connections", "idle_timeout", "max_message",
+    "allow", "deny", "socket_mode",
 };
 
 /* The numeric [listener NAME] keys, with the ranges of their [server] twins. */
@@ -375,8 +417,8 @@ static void listener_key(loader *ld, const char *section, const char *key, const
     char where[MAX_SECTION + 16];
     snprintf(where, sizeof where, "[listener %s]", name);
     int k = key_index(ld, listener_keys, LK_COUNT, l->seen, key, where,
-                      " (expected bind, plugin, backlog, max_connections, idle_timeout or "
-                      "max_message)");
+                      " (expected bind, plugin, backlog, max_connections, idle_timeout, "
+                      "max_message, allow, deny or socket_mode)");
     if (k < 0 || num_key_set(ld, listener_num_keys,
                              sizeof listener_num_keys / sizeof listener_num_keys[0], k, key,
                              value, l))
@@ -390,6 +432,15 @@ static void listener_key(loader *ld, const char *section, const char *key, const
         return;
     case LK_MAX_MESSAGE:
         parse_max_message(ld, value, &l->max_message);
+        return;
+    case LK_ALLOW:
+        parse_cidrs(ld, key, value, &l->allow, &l->nallow);
+        return;
+    case LK_DENY:
+        parse_cidrs(ld, key, value, &l->deny, &l->ndeny);
+        return;
+    case LK_SOCKET_MODE:
+        parse_socket_mode(ld, value, &l->socket_mode);
         return;
     }
 }
@@ -488,7 +539,8 @@ static void on_section(loader *ld, const char *p)
             return;
         }
         cfg->listeners = ls;
-        ls[cfg->nlisteners] = (config_listener){.name = strdup(lname), .line = ld->lineno};
+        ls[cfg->nlisteners] = (config_listener){.name = strdup(lname), .line = ld->lineno,
+                                                .socket_mode = -1};
         if (ls[cfg->nlisteners].name == NULL) {
             fail_at(ld, ld->lineno, "out of memory");
             return;
@@ -552,6 +604,7 @@ static void config_defaults(config *cfg)
     cfg->max_message = (size_t)16 << 20;
     cfg->shutdown_timeout = 10;
     cfg->log_level = ES_LOG_INFO;
+    cfg->socket_mode = -1;
 }
 
 static void configure_inih(void)
@@ -655,6 +708,20 @@ static int listeners_finish(loader *ld)
             l->idle_timeout = cfg->idle_timeout;
         if (l->seen[LK_MAX_MESSAGE] == 0)
             l->max_message = cfg->max_message;
+        if (l->seen[LK_SOCKET_MODE] == 0)
+            l->socket_mode = cfg->socket_mode;
+        if (l->seen[LK_ALLOW] == 0 && cfg->nallow > 0) {
+            l->allow = memdup(cfg->allow, cfg->nallow * sizeof *cfg->allow);
+            l->nallow = cfg->nallow;
+            if (l->allow == NULL)
+                return -1;
+        }
+        if (l->seen[LK_DENY] == 0 && cfg->ndeny > 0) {
+            l->deny = memdup(cfg->deny, cfg->ndeny * sizeof *cfg->deny);
+            l->ndeny = cfg->ndeny;
+            if (l->deny == NULL)
+                return -1;
+        }
     }
     return 0;
 }
@@ -779,6 +846,8 @@ void config_free(config *cfg)
         free(l->binds);
         free(l->plugin);
         free(l->plugin_path);
+        free(l->allow);
+        free(l->deny);
     }
     free(cfg->listeners);
     free(cfg->path);
@@ -788,5 +857,7 @@ void config_free(config *cfg)
     free(cfg->plugin);
     free(cfg->plugin_dir);
     free(cfg->plugin_path);
+    free(cfg->allow);
+    free(cfg->deny);
     memset(cfg, 0, sizeof *cfg);
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "addr.h"
+#include "cidr.h"
 #include "echosrv/plugin.h"
 
 /* A section other than [server], kept verbatim for its plugin. */
@@ -19,7 +20,7 @@ typedef struct config_section {
 /* The keys of a [listener NAME] section. */
 enum {
     LK_BIND, LK_PLUGIN, LK_BACKLOG, LK_MAX_CONNECTIONS, LK_IDLE_TIMEOUT, LK_MAX_MESSAGE,
-    LK_COUNT
+    LK_ALLOW, LK_DENY, LK_SOCKET_MODE, LK_COUNT
 };
 
 /* One listener: a [listener NAME] section with the [server] values it did
@@ -38,6 +39,11 @@ typedef struct config_listener {
     long max_connections;  /* open connections of this listener */
     long idle_timeout;     /* seconds, 0 = never */
     size_t max_message;
+    cidr *allow;           /* peers let in; none: every peer (unless denied) */
+    size_t nallow;
+    cidr *deny;            /* peers refused, checked first */
+    size_t ndeny;
+    long socket_mode;      /* mode of its unix socket files, -1 = leave to the umask */
     int seen[LK_COUNT];    /* line of each key the section sets, 0 if inherited */
 } config_listener;
 
@@ -55,6 +61,11 @@ typedef struct config {
     long max_connections;
     long idle_timeout;     /* seconds, 0 = never */
     size_t max_message;    /* bytes of one message, separator included */
+    cidr *allow;           /* the listeners' default allow list */
+    size_t nallow;
+    cidr *deny;            /* the listeners' default deny list */
+    size_t ndeny;
+    long socket_mode;      /* the listeners' default, -1 = unset */
     long shutdown_timeout; /* seconds */
     int log_level;
     int plugin_line;       /* line of `plugin =`, or 0 when defaulted */

@@ -36,7 +36,7 @@ static int unix_prepare(const struct sockaddr_un *sun, char *err, size_t errlen)
     return 0;
 }
 
-int listener_open(listener *l, const addr *a, int backlog, char *err, size_t errlen)
+int listener_open(listener *l, const addr *a, int backlog, long mode, char *err, size_t errlen)
 {
     char text[ADDR_TEXT_MAX];
     memset(l, 0, sizeof *l);
@@ -72,6 +72,15 @@ int listener_open(listener *l, const addr *a, int backlog, char *err, size_t err
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, a->any ? &zero : &one, sizeof one);
     if (bind(fd, (const struct sockaddr *)&l->a.ss, l->a.len) < 0) {
         snprintf(err, errlen, "cannot bind %s: %s", text, strerror(errno));
+        goto fail;
+    }
+    /* Before listen(): no client can connect while the file still has the
+     * umask's mode. */
+    if (family == AF_UNIX && mode >= 0 &&
+        chmod(((const struct sockaddr_un *)&l->a.ss)->sun_path, (mode_t)mode) < 0) {
+        snprintf(err, errlen, "cannot set socket_mode %04lo on %s: %s", mode, text,
+                 strerror(errno));
+        unlink(((const struct sockaddr_un *)&l->a.ss)->sun_path);
         goto fail;
     }
     if (listen(fd, backlog) < 0) {

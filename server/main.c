@@ -275,7 +275,8 @@ int main(int argc, char **argv)
         const config_listener *lc = svc->cfg;
         for (size_t j = 0; j < lc->nbinds; j++) {
             listener *l = &srv.listeners[srv.nlisteners];
-            if (listener_open(l, &lc->binds[j], (int)lc->backlog, err, sizeof err) < 0) {
+            if (listener_open(l, &lc->binds[j], (int)lc->backlog, lc->socket_mode, err,
+                              sizeof err) < 0) {
                 fprintf(stderr, "echosrv: listener %s: %s\n", lc->name, err);
                 goto out;
             }

@@ -140,9 +140,11 @@ struct server {
 
 /* listener.c */
 
-/* Bind and listen on a; fills l. Returns 0, or -1 with a message in err.
- * Main thread. */
-int listener_open(listener *l, const addr *a, int backlog, char *err, size_t errlen);
+/* Bind and listen on a; fills l. A unix socket file gets the permission
+ * bits mode (before listen()) unless mode is -1; TCP addresses ignore mode.
+ * Returns 0, or -1 with a message in err. Main thread. */
+int listener_open(listener *l, const addr *a, int backlog, long mode, char *err,
+                  size_t errlen);
 
 /* Close l and remove its unix socket file, if any. Main thread, once no
  * worker polls it. */

@@ -51,6 +51,19 @@ static void listeners_remove(worker *w)
     w->accepting = 0;
 }
 
+/* Whether the peer sa may connect to svc: refused when its deny list
+ * matches, or when it has an allow list that does not. Unix peers are
+ * never refused. */
+static int peer_allowed(const service *svc, const struct sockaddr *sa)
+{
+    const config_listener *lc = svc->cfg;
+    if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
+        return 1;
+    if (cidr_list_match(lc->deny, lc->ndeny, sa))
+        return 0;
+    return lc->nallow == 0 || cidr_list_match(lc->allow, lc->nallow, sa);
+}
+
 static void worker_accept(worker *w, listener *l)
 {
     server *srv = w->srv;
@@ -90,9 +103,21 @@ static void worker_accept(worker *w, listener *l)
                 return;
             }
         }
+        service *svc = l->svc;
+        /* Access control comes first: a refused peer never reaches the
+         * plugin nor counts against max_connections. */
+        if (!peer_allowed(svc, (struct sockaddr *)&ss)) {
+            if (log_threshold >= ES_LOG_DEBUG) {
+                char text[ADDR_TEXT_MAX];
+                addr_format((struct sockaddr *)&ss, sl, text, sizeof text);
+                log_debug("refusing %s on %s: not allowed by listener %s", text, l->name,
+                          svc->cfg->name);
+            }
+            close(fd);
+            continue;
+        }
         /* A connection needs room in the process-wide count and in its
          * listener's. */
-        service *svc = l->svc;
         int full = 0;
         if (atomic_fetch_add_explicit(&srv->nconns, 1, memory_order_relaxed) >= max) {
             full = 1;

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1539,6 +1540,99 @@ static void test_listener_max_connections(void **state)
         HS_FAIL("no warning naming listener one's max_connections");
 }
 
+/* Connects from the loopback address SRC (port 0) to the IPv4 "HOST:PORT" ADDR, blocking, and
+ * tracks the fd. Fails the test if it cannot. */
+static int conn_from(struct hs_ctx *c, const char *src, const char *addr)
+{
+    struct sockaddr_in from = {.sin_family = AF_INET};
+    struct sockaddr_in to = {.sin_family = AF_INET};
+    char host[64];
+    const char *colon = strrchr(addr, ':');
+
+    assert_non_null(colon);
+    assert_true((size_t)(colon - addr) < sizeof host);
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    assert_int_equal(inet_pton(AF_INET, src, &from.sin_addr), 1);
+    assert_int_equal(inet_pton(AF_INET, host, &to.sin_addr), 1);
+    to.sin_port = htons((uint16_t)atoi(colon + 1));
+    int fd = hs_ctx_track(c, socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    assert_true(fd >= 0);
+    if (bind(fd, (struct sockaddr *)&from, sizeof from) < 0)
+        HS_FAIL("bind to %s: %s", src, strerror(errno));
+    if (connect(fd, (struct sockaddr *)&to, sizeof to) < 0)
+        HS_FAIL("connect from %s to %s: %s", src, addr, strerror(errno));
+    return fd;
+}
+
+/* Asserts that the server closes FD without a reply to a message. */
+static void assert_refused(int fd, const char *what)
+{
+    ssize_t r = send(fd, "hello" SEP, 5 + SEPLEN, MSG_NOSIGNAL);
+    (void)r;
+    int rc = hs_wait_closed(fd, IO_MS);
+    if (rc == 1)
+        HS_FAIL("%s: got a reply instead of a close", what);
+    if (rc != 0)
+        HS_FAIL("%s: not closed within %d ms", what, IO_MS);
+}
+
+/* allow/deny lists per listener (and [server]'s default), checked at accept; socket_mode on a
+ * unix listener, whose peers CIDR lists do not apply to. */
+static void test_access_control(void **state)
+{
+    struct hs_ctx *c = begin(state, __func__);
+    const char *pd = hs_env_path("ES_PLUGIN_DIR");
+    static const char *const names[] = {"denied", "allowed", "ten", "other"};
+    char addrs[4][HS_ADDR_MAX];
+    char sock[300];
+    char unix_addr[320];
+
+    assert_non_null(pd);
+    snprintf(sock, sizeof sock, "%s/acl.sock", c->dir);
+    snprintf(unix_addr, sizeof unix_addr, "unix:%s", sock);
+    assert_int_equal(hs_write_file(c->conf, sizeof c->conf, c->dir, "acl.ini",
+                                   "[server]\nthreads = 2\nplugin_dir = %s\nlog_level = debug\n"
+                                   "deny = 127.0.0.1\n"
+                                   "[listener denied]\nbind = 127.0.0.1:0\n"
+                                   "[listener allowed]\nbind = 127.0.0.1:0\ndeny =\n"
+                                   "allow = 127.0.0.0/8, ::1/128\n"
+                                   "[listener ten]\nbind = 127.0.0.1:0\ndeny =\n"
+                                   "allow = 10.0.0.0/8\n"
+                                   "[listener other]\nbind = 127.0.0.1:0, %s\n"
+                                   "deny = 127.0.0.2\nallow = 127.0.0.0/8\nsocket_mode = 0600\n",
+                                   pd, unix_addr), 0);
+    struct hs_proc *srv = hs_ctx_start_conf(c, 5, 0);
+    char *out = hs_output(srv);
+    assert_non_null(out);
+    int ok = 1;
+    for (int i = 0; i < 4; i++)
+        ok = ok && addr_of_listener(out, names[i], addrs[i], sizeof addrs[i]) == 0 &&
+             strncmp(addrs[i], "127.0.0.1:", 10) == 0;
+    free(out);
+    if (!ok)
+        HS_FAIL("missing 'listening on 127.0.0.1:PORT' lines for the four listeners");
+
+    /* [server]'s deny = 127.0.0.1 is the default. */
+    assert_refused(conn(c, addrs[0]), "deny = 127.0.0.1 (from [server])");
+    assert_int_equal(hs_ping(conn(c, addrs[1]), "allowed" SEP, IO_MS), 0);
+    assert_refused(conn(c, addrs[2]), "allow = 10.0.0.0/8");
+    /* deny = 127.0.0.2: 127.0.0.1 is served, 127.0.0.2 is not. */
+    assert_int_equal(hs_ping(conn_from(c, "127.0.0.1", addrs[3]), "from .1" SEP, IO_MS), 0);
+    assert_refused(conn_from(c, "127.0.0.2", addrs[3]), "deny = 127.0.0.2");
+    assert_int_equal(hs_ping(conn_from(c, "127.0.0.3", addrs[3]), "from .3" SEP, IO_MS), 0);
+    /* The unix socket of the same listener: mode 0600, its peers served (the allow list is
+     * for IP peers only). */
+    struct stat st;
+    assert_int_equal(stat(sock, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    if ((st.st_mode & 07777) != 0600)
+        HS_FAIL("socket_mode = 0600 gave mode %04o", (unsigned)(st.st_mode & 07777));
+    assert_int_equal(hs_ping(conn(c, unix_addr), "unix" SEP, IO_MS), 0);
+    if (hs_wait_output(srv, "refusing 127.0.0.2:", 2000) != 0)
+        HS_FAIL("no debug line about the refused peer 127.0.0.2");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1569,6 +1663,7 @@ int main(void)
         HS_CTX_TEST(test_listeners_share_plugin),
         HS_CTX_TEST(test_listener_config_errors),
         HS_CTX_TEST(test_listener_max_connections),
+        HS_CTX_TEST(test_access_control),
     };
 
     if (hs_process_init() < 0)

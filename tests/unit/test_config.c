@@ -830,6 +830,65 @@ static void test_listener_errors(void **state)
     load_err("[listener a]\nbind = :1\nmax_message = 1\n", 3, "max_message: '1'");
 }
 
+static void test_access_keys(void **state)
+{
+    (void)state;
+    config cfg;
+    /* [server]'s lists and socket_mode are the listeners' defaults; a
+     * listener's own value (an empty list included) replaces them. */
+    char *path = load_ok(&cfg, "[server]\nallow = 127.0.0.0/8, ::1/128\ndeny = 10.1.2.3\n"
+                               "socket_mode = 0660\n"
+                               "[listener a]\nbind = :1\n"
+                               "[listener b]\nbind = :2\nallow =\ndeny = ::/0\nsocket_mode = 600\n");
+    assert_int_equal(cfg.nallow, 2);
+    assert_int_equal(cfg.ndeny, 1);
+    assert_int_equal(cfg.socket_mode, 0660);
+    assert_int_equal(cfg.nlisteners, 2);
+    const config_listener *a = &cfg.listeners[0], *b = &cfg.listeners[1];
+    assert_int_equal(a->nallow, 2);
+    assert_int_equal(a->allow[0].family, AF_INET);
+    assert_int_equal(a->allow[0].prefix, 8);
+    assert_int_equal(a->allow[1].family, AF_INET6);
+    assert_int_equal(a->ndeny, 1);
+    assert_int_equal(a->deny[0].prefix, 32);
+    assert_int_equal(a->socket_mode, 0660);
+    assert_int_equal(b->nallow, 0);
+    assert_null(b->allow);
+    assert_int_equal(b->ndeny, 1);
+    assert_int_equal(b->deny[0].family, AF_INET6);
+    assert_int_equal(b->socket_mode, 0600);
+    config_free(&cfg);
+    free(path);
+
+    /* The implicit listener takes [server]'s; unset means no lists, -1. */
+    path = load_ok(&cfg, "[server]\nbind = :1\ndeny = 192.168.0.0/16\n");
+    assert_int_equal(cfg.listeners[0].ndeny, 1);
+    assert_int_equal(cfg.listeners[0].nallow, 0);
+    assert_int_equal(cfg.listeners[0].socket_mode, -1);
+    config_free(&cfg);
+    free(path);
+}
+
+static void test_access_errors(void **state)
+{
+    (void)state;
+    load_err("[server]\nallow = 10.0.0.0/33\n", 2, "allow: '10.0.0.0/33': prefix length 33");
+    load_err("[server]\ndeny = ::1/129\n", 2, "deny: '::1/129': prefix length 129");
+    load_err("[server]\nallow = 10.0.0.0/x\n", 2, "allow: '10.0.0.0/x': bad prefix");
+    load_err("[server]\nallow = 127.0.0.1, localhost\n", 2,
+             "allow: 'localhost' is not an IPv4 or IPv6 address");
+    load_err("[server]\ndeny = 10.1.2.3/8\n", 2, "bits set past the /8 prefix");
+    load_err("[server]\nallow = 10.0.0.0/8,,::1\n", 2, "allow: empty item");
+    load_err("[listener a]\nbind = :1\n\nallow = 1.2.3.4/40\n", 4, "allow: '1.2.3.4/40'");
+    load_err("[listener a]\nbind = :1\ndeny = nope\n", 3, "deny: 'nope'");
+    load_err("[listener a]\nbind = :1\nallow = ::1\nallow = ::2\n", 4,
+             "duplicate key 'allow' in [listener a] (first set at line 3)");
+    load_err("[server]\nsocket_mode = 0800\n", 2, "socket_mode: '0800' is not an octal mode");
+    load_err("[server]\nsocket_mode = 1777\n", 2, "socket_mode: '1777'");
+    load_err("[server]\nsocket_mode =\n", 2, "socket_mode: ''");
+    load_err("[listener a]\nbind = :1\nsocket_mode = rw\n", 3, "socket_mode: 'rw'");
+}
+
 static void test_unknown_section_with_listeners(void **state)
 {
     (void)state;
@@ -879,6 +938,8 @@ int main(void)
         cmocka_unit_test(test_listener_sections),
         cmocka_unit_test(test_listener_errors),
         cmocka_unit_test(test_unknown_section_with_listeners),
+        cmocka_unit_test(test_access_keys),
+        cmocka_unit_test(test_access_errors),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
