@@ -43,7 +43,7 @@ sources() {
     case "$1" in
     fuzz_echo) echo tests/fuzz/fuzz_echo.c plugins/echo.c lib/frame.c ;;
     fuzz_resp) echo tests/fuzz/fuzz_resp.c plugins/resp.c ;;
-    fuzz_ini) echo tests/fuzz/fuzz_ini.c server/config.c server/log.c lib/addr.c ;;
+    fuzz_ini) echo tests/fuzz/fuzz_ini.c server/config.c server/log.c lib/addr.c lib/cidr.c ;;
     fuzz_addr) echo tests/fuzz/fuzz_addr.c lib/addr.c ;;
     *) echo "run.sh: unknown target '$1'" >&2; return 1 ;;
     esac
