@@ -52,14 +52,14 @@ static void fail_at(loader *ld, int line, const char *fmt, ...)
 enum {
     K_BIND, K_THREADS, K_PLUGIN, K_PLUGIN_DIR, K_BACKLOG, K_MAX_CONNECTIONS,
     K_IDLE_TIMEOUT, K_MAX_MESSAGE, K_SHUTDOWN_TIMEOUT, K_LOG_LEVEL, K_ALLOW, K_DENY,
-    K_SOCKET_MODE, K_COUNT
+    K_SOCKET_MODE, K_TLS_HANDSHAKE_TIMEOUT, K_COUNT
 };
 _Static_assert(K_COUNT < 16, "loader.seen holds every [server] key and the section's line");
 
 static const char *const server_keys[K_COUNT] = {
     "bind", "threads", "plugin", "plugin_dir", "backlog", "max_connections",
     "idle_timeout", "max_message", "shutdown_timeout", "log_level", "allow", "deny",
-    "socket_mode",
+    "socket_mode", "tls_handshake_timeout",
 };
 
 /* The numeric [server] keys: range, what the number counts, and the field. */
@@ -74,6 +74,8 @@ static const struct num_key {
     {K_MAX_CONNECTIONS, 1, 100000000, "a number", offsetof(config, max_connections)},
     {K_IDLE_TIMEOUT, 0, 31536000, "a number of seconds", offsetof(config, idle_timeout)},
     {K_SHUTDOWN_TIMEOUT, 0, 3600, "a number of seconds", offsetof(config, shutdown_timeout)},
+    {K_TLS_HANDSHAKE_TIMEOUT, 1, 3600, "a number of seconds",
+     offsetof(config, tls_handshake_timeout)},
 };
 
 static int parse_long(const char *text, long lo, long hi, long *out)
@@ -269,10 +271,78 @@ static int num_key_set(loader *ld, const struct num_key *tab, size_t n, int k, c
     return 0;
 }
 
+static const char *const tls_keys[TK_COUNT] = {
+    "tls_cert", "tls_key", "tls_ca", "tls_verify_client", "tls_ciphers", "tls_min_version",
+};
+
+/* A TLS key of any section into t: returns 1 when key is one (value
+ * parsed, or the error reported), 0 when it is not. */
+static int tls_key_set(loader *ld, config_tls *t, const char *key, const char *value,
+                       const char *where)
+{
+    int k;
+    for (k = 0; k < TK_COUNT; k++)
+        if (strcmp(key, tls_keys[k]) == 0)
+            break;
+    if (k == TK_COUNT)
+        return 0;
+    int line = ld->lineno;
+    if (t->line[k] != 0) {
+        fail_at(ld, line, "duplicate key '%s' in %s (first set at line %d)", key, where,
+                t->line[k]);
+        return 1;
+    }
+    t->line[k] = line;
+    char **field = NULL;
+    switch (k) {
+    case TK_CERT: field = &t->cert; break;
+    case TK_KEY: field = &t->key; break;
+    case TK_CA: field = &t->ca; break;
+    case TK_CIPHERS:
+        if (*value == '\0') {
+            fail_at(ld, line, "tls_ciphers: empty value");
+            return 1;
+        }
+        if (set_string(&t->ciphers, value) < 0)
+            fail_at(ld, line, "out of memory");
+        return 1;
+    case TK_VERIFY_CLIENT:
+        if (strcmp(value, "off") == 0)
+            t->verify_client = TLS_VERIFY_OFF;
+        else if (strcmp(value, "optional") == 0)
+            t->verify_client = TLS_VERIFY_OPTIONAL;
+        else if (strcmp(value, "on") == 0)
+            t->verify_client = TLS_VERIFY_ON;
+        else
+            fail_at(ld, line, "tls_verify_client: '%s' is not one of off, optional, on", value);
+        return 1;
+    case TK_MIN_VERSION:
+        if (strcmp(value, "1.2") == 0)
+            t->min_version = 12;
+        else if (strcmp(value, "1.3") == 0)
+            t->min_version = 13;
+        else
+            fail_at(ld, line, "tls_min_version: '%s' is not 1.2 or 1.3", value);
+        return 1;
+    }
+    /* A file: relative to the INI file's directory; empty turns TLS off
+     * (a listener that does not take [server]'s certificate). */
+    char *p = *value == '\0' ? strdup("") : path_join(ld->cfg->dir, value);
+    if (p == NULL) {
+        fail_at(ld, line, "out of memory");
+        return 1;
+    }
+    free(*field);
+    *field = p;
+    return 1;
+}
+
 static void server_key(loader *ld, const char *key, const char *value)
 {
     config *cfg = ld->cfg;
     int line = ld->lineno;
+    if (tls_key_set(ld, &cfg->tls, key, value, "[server]"))
+        return;
     int k = key_index(ld, server_keys, K_COUNT, ld->seen, key, "[server]", NULL);
     if (k < 0 || num_key_set(ld, num_keys, sizeof num_keys / sizeof num_keys[0], k, key, value,
                              cfg))
@@ -416,9 +486,11 @@ static void listener_key(loader *ld, const char *section, const char *key, const
     }
     char where[MAX_SECTION + 16];
     snprintf(where, sizeof where, "[listener %s]", name);
+    if (tls_key_set(ld, &l->tls, key, value, where))
+        return;
     int k = key_index(ld, listener_keys, LK_COUNT, l->seen, key, where,
                       " (expected bind, plugin, backlog, max_connections, idle_timeout, "
-                      "max_message, allow, deny or socket_mode)");
+                      "max_message, allow, deny, socket_mode or a tls_ key)");
     if (k < 0 || num_key_set(ld, listener_num_keys,
                              sizeof listener_num_keys / sizeof listener_num_keys[0], k, key,
                              value, l))
@@ -605,6 +677,8 @@ static void config_defaults(config *cfg)
     cfg->shutdown_timeout = 10;
     cfg->log_level = ES_LOG_INFO;
     cfg->socket_mode = -1;
+    cfg->tls.min_version = 12;
+    cfg->tls_handshake_timeout = 10;
 }
 
 static void configure_inih(void)
@@ -648,6 +722,75 @@ static void *memdup(const void *p, size_t n)
     if (q != NULL && n > 0)
         memcpy(q, p, n);
     return q;
+}
+
+/* A copy of a string setting (NULL stays NULL). Returns 0, or -1 when out of memory. */
+static int dup_setting(char **dst, const char *src)
+{
+    if (src == NULL)
+        return 0;
+    *dst = strdup(src);
+    return *dst == NULL ? -1 : 0;
+}
+
+/* Fill the TLS keys listener l did not set from def ([server]'s), then
+ * check the result: a certificate needs its key, client verification
+ * needs a CA, and TLS keys set for a listener without a certificate are
+ * mistakes. own: the keys of def count as l's own (the implicit listener).
+ * Returns 0, or -1 (ld->err_line set, or 0 when out of memory). */
+static int tls_finish(loader *ld, config_listener *l, const config_tls *def, int own)
+{
+    config_tls *t = &l->tls;
+    int mine[TK_COUNT];
+    for (int k = 0; k < TK_COUNT; k++) {
+        mine[k] = own ? def->line[k] != 0 : t->line[k] != 0;
+        if (t->line[k] != 0)
+            continue;
+        t->line[k] = def->line[k];
+        int rc = 0;
+        switch (k) {
+        case TK_CERT: rc = dup_setting(&t->cert, def->cert); break;
+        case TK_KEY: rc = dup_setting(&t->key, def->key); break;
+        case TK_CA: rc = dup_setting(&t->ca, def->ca); break;
+        case TK_CIPHERS: rc = dup_setting(&t->ciphers, def->ciphers); break;
+        case TK_VERIFY_CLIENT: t->verify_client = def->verify_client; break;
+        case TK_MIN_VERSION: t->min_version = def->min_version; break;
+        }
+        if (rc < 0)
+            return -1;
+    }
+    int on = t->cert != NULL && *t->cert != '\0';
+    int has_key = t->key != NULL && *t->key != '\0';
+    int has_ca = t->ca != NULL && *t->ca != '\0';
+    if (!on) {
+        for (int k = TK_KEY; k < TK_COUNT; k++) {
+            int set = k == TK_KEY ? has_key : k == TK_CA ? has_ca : t->line[k] != 0;
+            if (mine[k] && set) {
+                fail_at(ld, t->line[k], "listener %s: %s is set but the listener has no tls_cert",
+                        l->name, tls_keys[k]);
+                return -1;
+            }
+        }
+        return 0;
+    }
+    if (!has_key) {
+        fail_at(ld, t->line[TK_KEY] ? t->line[TK_KEY] : t->line[TK_CERT],
+                "listener %s: tls_cert needs tls_key (the certificate's private key)", l->name);
+        return -1;
+    }
+    if (t->verify_client != TLS_VERIFY_OFF && !has_ca) {
+        fail_at(ld, t->line[TK_VERIFY_CLIENT],
+                "listener %s: tls_verify_client needs tls_ca (the CA that signs client "
+                "certificates)", l->name);
+        return -1;
+    }
+    if (has_ca && t->verify_client == TLS_VERIFY_OFF) {
+        fail_at(ld, t->line[TK_CA],
+                "listener %s: tls_ca is set but tls_verify_client is off: set "
+                "tls_verify_client = on or optional", l->name);
+        return -1;
+    }
+    return 0;
 }
 
 /* After the whole file is read: refuse a [server] bind beside [listener]
@@ -722,6 +865,8 @@ static int listeners_finish(loader *ld)
             if (l->deny == NULL)
                 return -1;
         }
+        if (tls_finish(ld, l, &cfg->tls, !cfg->declared_listeners) < 0)
+            return -1;
     }
     return 0;
 }
@@ -827,6 +972,14 @@ int config_check_sections(const config *cfg, const char *const *plugin_names, si
     return 0;
 }
 
+static void tls_free(config_tls *t)
+{
+    free(t->cert);
+    free(t->key);
+    free(t->ca);
+    free(t->ciphers);
+}
+
 void config_free(config *cfg)
 {
     for (size_t i = 0; i < cfg->nsections; i++) {
@@ -848,6 +1001,7 @@ void config_free(config *cfg)
         free(l->plugin_path);
         free(l->allow);
         free(l->deny);
+        tls_free(&l->tls);
     }
     free(cfg->listeners);
     free(cfg->path);
@@ -859,5 +1013,6 @@ void config_free(config *cfg)
     free(cfg->plugin_path);
     free(cfg->allow);
     free(cfg->deny);
+    tls_free(&cfg->tls);
     memset(cfg, 0, sizeof *cfg);
 }

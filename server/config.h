@@ -17,6 +17,24 @@ typedef struct config_section {
     size_t count, cap;
 } config_section;
 
+/* The TLS keys, the same in [server] (defaults) and [listener NAME]. */
+enum { TK_CERT, TK_KEY, TK_CA, TK_VERIFY_CLIENT, TK_CIPHERS, TK_MIN_VERSION, TK_COUNT };
+
+/* tls_verify_client values. */
+enum { TLS_VERIFY_OFF, TLS_VERIFY_OPTIONAL, TLS_VERIFY_ON };
+
+/* A section's TLS settings. A listener serves TLS when its cert is set and
+ * not empty; each key it does not set is taken from [server]. */
+typedef struct config_tls {
+    char *cert;            /* certificate chain file (PEM), resolved; NULL or "" = plain TCP */
+    char *key;             /* private key file (PEM), resolved */
+    char *ca;              /* CA file to verify client certificates, resolved */
+    int verify_client;     /* TLS_VERIFY_* */
+    char *ciphers;         /* OpenSSL cipher list for TLS 1.2, NULL = the built-in one */
+    int min_version;       /* 12 or 13 (TLS 1.2, TLS 1.3) */
+    int line[TK_COUNT];    /* line each value comes from, 0 = default */
+} config_tls;
+
 /* The keys of a [listener NAME] section. */
 enum {
     LK_BIND, LK_PLUGIN, LK_BACKLOG, LK_MAX_CONNECTIONS, LK_IDLE_TIMEOUT, LK_MAX_MESSAGE,
@@ -44,6 +62,7 @@ typedef struct config_listener {
     cidr *deny;            /* peers refused, checked first */
     size_t ndeny;
     long socket_mode;      /* mode of its unix socket files, -1 = leave to the umask */
+    config_tls tls;
     int seen[LK_COUNT];    /* line of each key the section sets, 0 if inherited */
 } config_listener;
 
@@ -67,6 +86,8 @@ typedef struct config {
     size_t ndeny;
     long socket_mode;      /* the listeners' default, -1 = unset */
     long shutdown_timeout; /* seconds */
+    config_tls tls;        /* the listeners' defaults */
+    long tls_handshake_timeout; /* seconds a TLS handshake may take */
     int log_level;
     int plugin_line;       /* line of `plugin =`, or 0 when defaulted */
     config_section *sections;  /* every section but [server], [listener]s included */

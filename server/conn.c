@@ -11,8 +11,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include "log.h"
 #include "server.h"
+
+static int conn_start(es_conn *c);
 
 static const es_plugin *hooks_of(const es_conn *c)
 {
@@ -65,11 +71,21 @@ static const char *peer_name(es_conn *c)
     return c->peer_text != NULL ? c->peer_text : "?";
 }
 
+/* The list c is on: lingering, in its TLS handshake, or its idle list. */
+static conn_list *list_of(es_conn *c)
+{
+    if (c->flags & CF_LINGER)
+        return &c->w->linger;
+    if (c->flags & CF_HANDSHAKE)
+        return &c->w->handshake;
+    return c->home;
+}
+
 /* Record activity: the connection moves to the young end of the idle order. */
 static void conn_touch(es_conn *c)
 {
     worker *w = c->w;
-    if (c->flags & CF_LINGER)
+    if (c->flags & (CF_LINGER | CF_HANDSHAKE))
         return;
     c->last_active = w->now;
     conn_list *home = c->home;
@@ -91,11 +107,12 @@ void conn_destroy(es_conn *c)
 {
     worker *w = c->w;
     const es_plugin *h = hooks_of(c);
-    if (h->close != NULL)
+    if (h->close != NULL && !(c->flags & CF_NOPLUGIN))
         h->close(c, h->conn_size ? c->state : NULL);
     if (w->cur == c)
         stage_reset(w);
-    conn_list_remove(c->flags & CF_LINGER ? &w->linger : c->home, c);
+    conn_list_remove(list_of(c), c);
+    SSL_free(c->ssl);
     close(c->fd);
     buf_free(&c->in);
     buf_free(&c->out);
@@ -131,15 +148,94 @@ static void conn_linger(es_conn *c)
         conn_destroy(c);
         return;
     }
+    if (c->ssl != NULL && !(c->flags & CF_HANDSHAKE)) {
+        /* close_notify, best effort: the peer learns the replies are complete. */
+        ERR_clear_error();
+        SSL_shutdown(c->ssl);
+        ERR_clear_error();
+    }
     shutdown(c->fd, SHUT_WR);
-    conn_list_remove(c->home, c);
+    conn_list_remove(list_of(c), c);
     c->flags |= CF_LINGER;
-    c->flags &= (uint8_t)~CF_PAUSED;
+    c->flags &= (uint16_t)~(CF_PAUSED | CF_TLS_RWW | CF_TLS_MORE);
     c->last_active = w->now;
     conn_list_append(&w->linger, c);
     buf_free(&c->in);
     if (conn_set_events(c, EPOLLIN) < 0)
         conn_destroy(c);
+}
+
+/* Send up to len bytes: send(2), or SSL_write on a TLS connection (a
+ * retry after EAGAIN must start with the same bytes, which the output
+ * queue guarantees). Returns the bytes taken, or -1 with errno (EAGAIN:
+ * try again when writable). */
+static ssize_t conn_send(es_conn *c, const uint8_t *p, size_t len)
+{
+    if (c->ssl == NULL)
+        return send(c->fd, p, len, MSG_NOSIGNAL);
+    ERR_clear_error();
+    int n = SSL_write(c->ssl, p, len > INT_MAX ? INT_MAX : (int)len);
+    if (n > 0)
+        return n;
+    int e = SSL_get_error(c->ssl, n);
+    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+        errno = EAGAIN;
+        return -1;
+    }
+    char why[256];
+    log_debug("TLS write to %s: %s", peer_name(c),
+              tls_error_text(why, sizeof why, e == SSL_ERROR_SYSCALL && errno ? strerror(errno)
+                                                                             : "connection lost"));
+    errno = EPIPE;
+    return -1;
+}
+
+/* Read into dst[0..room): recv(2), or as many whole TLS records as fit
+ * (room is at least TLS_RECORD_MAX). Returns the bytes read, 0 at the end
+ * of the stream (close_notify or FIN), or -1 with errno (EAGAIN: nothing
+ * yet). On TLS, sets CF_TLS_MORE when OpenSSL may hold more input than
+ * epoll can see, and CF_TLS_RWW when reading needs the socket writable. */
+static ssize_t conn_recv(es_conn *c, uint8_t *dst, size_t room)
+{
+    if (c->ssl == NULL)
+        return recv(c->fd, dst, room, 0);
+    c->flags &= (uint16_t)~(CF_TLS_MORE | CF_TLS_RWW);
+    size_t got = 0;
+    while (room - got >= TLS_RECORD_MAX) {
+        size_t want = room - got;
+        ERR_clear_error();
+        int n = SSL_read(c->ssl, dst + got, want > INT_MAX ? INT_MAX : (int)want);
+        if (n > 0) {
+            got += (size_t)n;
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, n);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            if (e == SSL_ERROR_WANT_WRITE)
+                c->flags |= CF_TLS_RWW;
+            if (got > 0)
+                return (ssize_t)got;
+            errno = EAGAIN;
+            return -1;
+        }
+        if (got > 0) {
+            /* The end or the error comes again on the next read. */
+            c->flags |= CF_TLS_MORE;
+            return (ssize_t)got;
+        }
+        if (e == SSL_ERROR_ZERO_RETURN)
+            return 0;
+        char why[256];
+        log_debug("TLS read from %s: %s", peer_name(c),
+                  tls_error_text(why, sizeof why,
+                                 e == SSL_ERROR_SYSCALL && errno ? strerror(errno)
+                                                                 : "connection lost"));
+        errno = ECONNRESET;
+        return -1;
+    }
+    if (SSL_has_pending(c->ssl))
+        c->flags |= CF_TLS_MORE;
+    return (ssize_t)got;
 }
 
 static int conn_is_quiet(const es_conn *c)
@@ -163,7 +259,7 @@ static int conn_flush(es_conn *c)
         const uint8_t *p = w->span_len ? w->span : buf_head(&w->stage);
         size_t len = w->span_len ? w->span_len : w->stage.len;
         if (len > 0) {
-            ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+            ssize_t n = conn_send(c, p, len);
             if (n < 0 && errno != EAGAIN && errno != EINTR) {
                 log_debug("write to %s: %s", peer_name(c), strerror(errno));
                 conn_destroy(c);
@@ -194,7 +290,7 @@ static int conn_flush(es_conn *c)
             buf_free(&w->stage);
     }
     if (!handed_over && c->out.len > 0) {
-        ssize_t n = send(c->fd, buf_head(&c->out), c->out.len, MSG_NOSIGNAL);
+        ssize_t n = conn_send(c, buf_head(&c->out), c->out.len);
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
             log_debug("write to %s: %s", peer_name(c), strerror(errno));
             conn_destroy(c);
@@ -219,9 +315,9 @@ static int conn_flush(es_conn *c)
     if (c->out.len >= OUT_HIGH_WATER)
         c->flags |= CF_PAUSED;
     else if (c->out.len <= OUT_LOW_WATER)
-        c->flags &= (uint8_t)~CF_PAUSED;
+        c->flags &= (uint16_t)~CF_PAUSED;
     uint32_t want = 0;
-    if (c->out.len > 0)
+    if (c->out.len > 0 || (c->flags & CF_TLS_RWW))
         want |= EPOLLOUT;
     if (!(c->flags & (CF_PAUSED | CF_CLOSING | CF_EOF)))
         want |= EPOLLIN;
@@ -268,7 +364,7 @@ static ssize_t conn_frame(es_conn *c, const uint8_t *data, size_t len)
 }
 
 /* Read once and process. Returns 0, or -1 when c was freed. */
-static int conn_read(es_conn *c)
+static int conn_read_once(es_conn *c)
 {
     worker *w = c->w;
     if (c->flags & CF_LINGER) {
@@ -291,10 +387,10 @@ static int conn_read(es_conn *c)
         dst = buf_tail(&c->in);
         room = buf_room(&c->in);
     }
-    ssize_t n = recv(c->fd, dst, room, 0);
+    ssize_t n = conn_recv(c, dst, room);
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR)
-            return 0;
+            return (c->flags & CF_TLS_RWW) ? conn_flush(c) : 0;
         log_debug("read from %s: %s", peer_name(c), strerror(errno));
         conn_destroy(c);
         return -1;
@@ -339,16 +435,98 @@ static int conn_read(es_conn *c)
     return 0;
 }
 
+/* Read and process until nothing is left that epoll would not report:
+ * over TLS, OpenSSL may have read ahead. Returns 0, or -1 when c was freed. */
+static int conn_read(es_conn *c)
+{
+    for (;;) {
+        if (conn_read_once(c) < 0)
+            return -1;
+        if (!(c->flags & CF_TLS_MORE) ||
+            (c->flags & (CF_PAUSED | CF_EOF | CF_CLOSING | CF_LINGER | CF_ABORT)))
+            return 0;
+    }
+}
+
+/* Drive c's TLS handshake; once it is done, the plugin sees the
+ * connection. Returns 0, or -1 when c was freed or is closing. */
+static int conn_handshake(es_conn *c)
+{
+    worker *w = c->w;
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        conn_list_remove(&w->handshake, c);
+        c->flags &= (uint16_t)~CF_HANDSHAKE;
+        c->last_active = w->now;
+        conn_list_append(c->home, c);
+        log_debug("TLS handshake with %s done: %s, %s", peer_name(c), SSL_get_version(c->ssl),
+                  SSL_get_cipher_name(c->ssl));
+        if (conn_start(c) < 0)
+            return -1;
+        /* Input that came with the handshake's last flight may be in
+         * OpenSSL already, where epoll cannot see it. */
+        if (SSL_has_pending(c->ssl))
+            return conn_read(c);
+        return 0;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        if (conn_set_events(c, e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT) < 0) {
+            conn_destroy(c);
+            return -1;
+        }
+        return 0;
+    }
+    char why[512];
+    int saved = errno;
+    tls_error_text(why, sizeof why,
+                   e == SSL_ERROR_SYSCALL && saved != 0 ? strerror(saved)
+                                                        : "the peer closed the connection");
+    long v = SSL_get_verify_result(c->ssl);
+    if (v != X509_V_OK) {
+        size_t len = strlen(why);
+        snprintf(why + len, sizeof why - len, " (%s)", X509_verify_cert_error_string(v));
+    }
+    log_info("TLS handshake with %s on %s failed: %s", peer_name(c), c->l->name, why);
+    /* FIN, then wait for the peer's: closing with its bytes unread would
+     * reset the connection under the alert OpenSSL has sent. */
+    conn_linger(c);
+    return -1;
+}
+
+void conn_handshake_expired(es_conn *c)
+{
+    log_info("TLS handshake with %s on %s: no handshake within %ld s: closing the connection",
+             peer_name(c), c->l->name, c->w->srv->cfg->tls_handshake_timeout);
+    conn_destroy(c);
+}
+
 void conn_event(es_conn *c, uint32_t events)
 {
     if (c->flags & CF_LINGER) {
         /* Only the peer's FIN (or an error) is awaited: consume input. */
-        conn_read(c);
+        conn_read_once(c);
+        return;
+    }
+    if (c->flags & CF_HANDSHAKE) {
+        conn_handshake(c);
         return;
     }
     if (events & EPOLLOUT) {
+        if (c->flags & CF_TLS_RWW) {
+            /* A read stopped for the socket to be writable: resume it. */
+            c->flags &= (uint16_t)~CF_TLS_RWW;
+            if (conn_read(c) < 0)
+                return;
+        }
         if (conn_flush(c) < 0)
             return;
+        /* Resumed below the low-water mark with input waiting in OpenSSL. */
+        if ((c->flags & CF_TLS_MORE) && !(c->flags & (CF_PAUSED | CF_EOF | CF_CLOSING))) {
+            if (conn_read(c) < 0)
+                return;
+        }
     }
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         if (c->flags & (CF_PAUSED | CF_EOF)) {
@@ -371,6 +549,23 @@ void conn_drain(es_conn *c)
         conn_linger(c);
 }
 
+/* The plugin's open hook, then whatever it wrote. Returns 0, or -1 when c
+ * was freed (the plugin refused it) or is closing. */
+static int conn_start(es_conn *c)
+{
+    listener *l = c->l;
+    const es_plugin *h = l->hooks;
+    if (h->open != NULL && h->open(c, l->instance, h->conn_size ? c->state : NULL) != 0) {
+        log_debug("plugin refused the connection from %s", peer_name(c));
+        conn_destroy(c);
+        return -1;
+    }
+    c->flags &= (uint16_t)~CF_NOPLUGIN;
+    log_debug("connection from %s on %s (listener %s%s)", peer_name(c), l->name,
+              l->svc->cfg->name, c->ssl != NULL ? ", TLS" : "");
+    return conn_flush(c);
+}
+
 int conn_open(worker *w, listener *l, int fd, const struct sockaddr *sa, socklen_t salen)
 {
     const es_plugin *h = l->hooks;
@@ -382,6 +577,7 @@ int conn_open(worker *w, listener *l, int fd, const struct sockaddr *sa, socklen
         return -1;
     }
     c->kind = SRC_CONN;
+    c->flags = CF_NOPLUGIN;
     c->fd = fd;
     c->w = w;
     c->l = l;
@@ -392,31 +588,40 @@ int conn_open(worker *w, listener *l, int fd, const struct sockaddr *sa, socklen
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
+    if (l->tls != NULL) {
+        ERR_clear_error();
+        c->ssl = SSL_new(l->tls);
+        if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
+            char why[256];
+            log_error("TLS: cannot set up a connection on %s: %s: refusing it", l->name,
+                      tls_error_text(why, sizeof why, "out of memory"));
+            SSL_free(c->ssl);
+            close(fd);
+            free(c);
+            conn_uncount(w, l);
+            return -1;
+        }
+        SSL_set_accept_state(c->ssl);
+    }
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         log_error("epoll_ctl: %s: refusing a connection on %s", strerror(errno), l->name);
+        SSL_free(c->ssl);
         close(fd);
         free(c);
         conn_uncount(w, l);
         return -1;
     }
     c->events = EPOLLIN;
-    conn_list_append(c->home, c);
-    if (h->open != NULL && h->open(c, l->instance, h->conn_size ? c->state : NULL) != 0) {
-        log_debug("plugin refused the connection from %s", peer_name(c));
-        conn_list_remove(c->home, c);
-        close(fd);
-        free(c->peer_text);
-        buf_free(&c->out);
-        free(c);
-        conn_uncount(w, l);
-        return -1;
+    if (c->ssl != NULL) {
+        /* The plugin sees it once the handshake is done: wait for the
+         * ClientHello, within tls_handshake_timeout. */
+        c->flags |= CF_HANDSHAKE;
+        conn_list_append(&w->handshake, c);
+        return 0;
     }
-    log_debug("connection from %s on %s (listener %s)", peer_name(c), l->name,
-              l->svc->cfg->name);
-    if (c->out.len > 0 || (c->flags & (CF_CLOSING | CF_ABORT)))
-        conn_flush(c);
-    return 0;
+    conn_list_append(c->home, c);
+    return conn_start(c);
 }
 
 /* Services for plugins. */

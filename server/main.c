@@ -127,6 +127,13 @@ static int load_plugins(server *srv)
         svc->idle_ms = (uint64_t)l->idle_timeout * 1000u;
         svc->max_connections = l->max_connections;
         atomic_init(&svc->nconns, 0);
+        if (l->tls.cert != NULL && *l->tls.cert != '\0') {
+            svc->tls = tls_server_ctx(cfg, l, err, sizeof err);
+            if (svc->tls == NULL) {
+                fprintf(stderr, "%s\n", err);
+                goto out;
+            }
+        }
         svc->plugin = plugin_for(srv, files, l);
         if (svc->plugin == NULL)
             goto out;
@@ -188,9 +195,14 @@ static void print_summary(const server *srv)
         const config_listener *l = svc->cfg;
         const es_plugin *h = &svc->plugin->hooks;
         printf("  listener %s: bind %s; plugin %s %s (%s); backlog %ld, max_connections %ld, "
-               "idle_timeout %ld, max_message %zu\n",
+               "idle_timeout %ld, max_message %zu%s%s%s\n",
                l->name, l->bind, h->name, h->version ? h->version : "", svc->plugin->path,
-               l->backlog, l->max_connections, l->idle_timeout, l->max_message);
+               l->backlog, l->max_connections, l->idle_timeout, l->max_message,
+               svc->tls != NULL ? "; TLS " : "", svc->tls != NULL ? l->tls.cert : "",
+               svc->tls == NULL ? ""
+               : l->tls.verify_client == TLS_VERIFY_ON ? ", client certificates required"
+               : l->tls.verify_client == TLS_VERIFY_OPTIONAL ? ", client certificates checked"
+                                                             : "");
     }
 }
 
@@ -284,6 +296,7 @@ int main(int argc, char **argv)
             l->hooks = &svc->plugin->hooks;
             l->instance = svc->plugin->instance;
             l->max_message = lc->max_message;
+            l->tls = svc->tls;
             srv.nlisteners++;
         }
     }
@@ -301,8 +314,8 @@ int main(int argc, char **argv)
              srv.nplugins == 1 ? "" : "s", plugins, srv.nworkers);
     for (size_t i = 0; i < srv.nlisteners; i++) {
         const listener *l = &srv.listeners[i];
-        log_msg(ES_LOG_INFO | LOG_ALWAYS, "listening on %s (listener %s, plugin %s)", l->name,
-                l->svc->cfg->name, l->hooks->name);
+        log_msg(ES_LOG_INFO | LOG_ALWAYS, "listening on %s (listener %s, plugin %s%s)", l->name,
+                l->svc->cfg->name, l->hooks->name, l->tls != NULL ? ", TLS" : "");
     }
 
     /* Signals and worker exits, until every worker has ended. The first
@@ -354,6 +367,8 @@ out:
     for (size_t i = 0; i < srv.nplugins; i++)
         loader_close(&srv.plugins[i]);
     free(srv.plugins);
+    for (size_t i = 0; i < srv.nservices; i++)
+        SSL_CTX_free(srv.services[i].tls);
     free(srv.services);
     if (sfd >= 0)
         close(sfd);

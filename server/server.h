@@ -12,6 +12,7 @@
 #include "config.h"
 #include "echosrv/plugin.h"
 #include "loader.h"
+#include "tls.h"
 
 /* What an epoll event's data.ptr points at: the first byte says which. */
 enum { SRC_CONN = 1, SRC_LISTENER = 2, SRC_WAKE = 3 };
@@ -33,6 +34,7 @@ typedef struct service {
     int index;             /* of its idle list in every worker */
     uint64_t idle_ms;      /* idle_timeout in ms, 0 = never */
     long max_connections;
+    SSL_CTX *tls;          /* NULL: plain TCP */
     atomic_long nconns;    /* its open connections, all workers */
 } service;
 
@@ -45,6 +47,7 @@ typedef struct listener {
     const es_plugin *hooks;       /* its plugin's descriptor */
     void *instance;               /* its plugin's instance */
     size_t max_message;
+    SSL_CTX *tls;                 /* its service's; NULL: plain TCP */
     service *svc;
     addr a;
     char name[ADDR_TEXT_MAX];     /* the bound address as text */
@@ -61,19 +64,24 @@ enum {
     CF_LINGER = 1 << 2,   /* we sent FIN: discard input until the peer's */
     CF_PAUSED = 1 << 3,   /* not reading: output above the high-water mark */
     CF_ABORT = 1 << 4,    /* fatal error: close without sending more */
+    CF_HANDSHAKE = 1 << 5,/* TLS handshake not done: the plugin has not seen it */
+    CF_TLS_RWW = 1 << 6,  /* SSL_read wants the socket writable before it can go on */
+    CF_TLS_MORE = 1 << 7, /* OpenSSL may hold input that epoll cannot see: read again */
+    CF_NOPLUGIN = 1 << 8, /* the plugin's open hook has not run (or refused): no close hook */
 };
 
 /* One client connection. Owned by the worker that accepted it, for life:
  * every field is touched by that worker's thread only. */
 struct es_conn {
     uint8_t kind;          /* SRC_CONN */
-    uint8_t flags;         /* CF_* */
+    uint16_t flags;        /* CF_* */
     uint32_t events;       /* epoll mask registered */
     int fd;
+    SSL *ssl;              /* NULL: plain TCP */
     worker *w;
     listener *l;
     conn_list *home;       /* its idle list: w->active[l->svc->index] */
-    es_conn *prev, *next;  /* in *home, or in w->linger */
+    es_conn *prev, *next;  /* in *home, w->handshake or w->linger */
     uint64_t last_active;  /* ms, worker clock */
     buf in;                /* unconsumed input, when a message spans reads */
     buf out;               /* unsent output, under backpressure only */
@@ -105,6 +113,7 @@ struct worker {
                             * a single timeout per list keeps expiry O(1) */
     size_t nactive;        /* lists in active (srv->nservices) */
     conn_list linger;      /* oldest first */
+    conn_list handshake;   /* TLS handshakes in progress, oldest first */
     es_conn *cur;          /* the connection whose input is being handled */
     uintptr_t in_lo, in_hi;/* bounds of that input */
     const uint8_t *span;   /* replies that are bytes of that input, not copied */
@@ -155,8 +164,10 @@ void listener_close(listener *l);
 /* Fill srv->host with the services plugins call. */
 void conn_host_init(es_host *host);
 
-/* Take over fd accepted from l on w: allocate, register, run the plugin's
- * open. Returns 0, or -1 (fd closed, counters restored). Owning worker. */
+/* Take over fd accepted from l on w: allocate, register, and run the
+ * plugin's open (on a TLS listener, once the handshake is done). Returns 0,
+ * or -1 when the connection is already closed or closing (fd closed,
+ * counters restored). Owning worker. */
 int conn_open(worker *w, listener *l, int fd, const struct sockaddr *sa, socklen_t salen);
 
 /* Handle epoll events for c. Owning worker; c may be freed. */
@@ -168,6 +179,10 @@ void conn_drain(es_conn *c);
 
 /* Close c now: plugin close hook, fd, memory. Owning worker. */
 void conn_destroy(es_conn *c);
+
+/* Close c, whose TLS handshake took longer than tls_handshake_timeout,
+ * and log it. Owning worker; c is freed. */
+void conn_handshake_expired(es_conn *c);
 
 
 /* Unlink c from its list. */

@@ -161,6 +161,9 @@ static void worker_drain_start(worker *w)
     w->draining = 1;
     w->drain_deadline = w->now + (uint64_t)w->srv->cfg->shutdown_timeout * 1000u;
     worker_release(w);
+    /* Handshakes in progress carry no reply yet: they end here. */
+    while (w->handshake.head != NULL)
+        conn_destroy(w->handshake.head);
     for (size_t i = 0; i < w->nactive; i++) {
         es_conn *c = w->active[i].head;
         while (c != NULL) {
@@ -178,11 +181,13 @@ static void worker_close_all(worker *w)
             conn_destroy(w->active[i].head);
     while (w->linger.head != NULL)
         conn_destroy(w->linger.head);
+    while (w->handshake.head != NULL)
+        conn_destroy(w->handshake.head);
 }
 
 size_t worker_conn_count(const worker *w)
 {
-    size_t n = w->linger.count;
+    size_t n = w->linger.count + w->handshake.count;
     for (size_t i = 0; i < w->nactive; i++)
         n += w->active[i].count;
     return n;
@@ -204,6 +209,11 @@ static int worker_timers(worker *w)
         if (al->head != NULL && al->head->last_active + ms < next)
             next = al->head->last_active + ms;
     }
+    uint64_t hs_ms = (uint64_t)w->srv->cfg->tls_handshake_timeout * 1000u;
+    while (w->handshake.head != NULL && w->now - w->handshake.head->last_active >= hs_ms)
+        conn_handshake_expired(w->handshake.head);
+    if (w->handshake.head != NULL && w->handshake.head->last_active + hs_ms < next)
+        next = w->handshake.head->last_active + hs_ms;
     while (w->linger.head != NULL && w->now - w->linger.head->last_active >= LINGER_MS)
         conn_destroy(w->linger.head);
     if (w->linger.head != NULL && w->linger.head->last_active + LINGER_MS < next)
