@@ -889,6 +889,80 @@ static void test_access_errors(void **state)
     load_err("[listener a]\nbind = :1\nsocket_mode = rw\n", 3, "socket_mode: 'rw'");
 }
 
+static void test_tls_keys(void **state)
+{
+    (void)state;
+    config cfg;
+    /* [server]'s TLS keys are defaults, key by key; paths resolve against
+     * the INI file's directory; an empty tls_cert makes a plain listener. */
+    char *path = load_ok(&cfg, "[server]\ntls_cert = s.pem\ntls_key = /abs/s.key\n"
+                               "tls_ciphers = ECDHE+AESGCM\ntls_handshake_timeout = 3\n"
+                               "[listener a]\nbind = :1\n"
+                               "[listener b]\nbind = :2\ntls_ca = ca.pem\n"
+                               "tls_verify_client = optional\ntls_min_version = 1.3\n"
+                               "[listener c]\nbind = :3\ntls_cert =\n");
+    assert_int_equal(cfg.tls_handshake_timeout, 3);
+    assert_int_equal(cfg.nlisteners, 3);
+    const config_listener *a = &cfg.listeners[0], *b = &cfg.listeners[1], *c = &cfg.listeners[2];
+    char want[600];
+    snprintf(want, sizeof want, "%s/s.pem", tmpdir);
+    assert_string_equal(a->tls.cert, want);
+    assert_string_equal(a->tls.key, "/abs/s.key");
+    assert_string_equal(a->tls.ciphers, "ECDHE+AESGCM");
+    assert_int_equal(a->tls.verify_client, TLS_VERIFY_OFF);
+    assert_int_equal(a->tls.min_version, 12);
+    assert_null(a->tls.ca);
+    assert_int_equal(a->tls.line[TK_CERT], 2);
+    assert_string_equal(b->tls.cert, want);
+    snprintf(want, sizeof want, "%s/ca.pem", tmpdir);
+    assert_string_equal(b->tls.ca, want);
+    assert_int_equal(b->tls.verify_client, TLS_VERIFY_OPTIONAL);
+    assert_int_equal(b->tls.min_version, 13);
+    assert_int_equal(b->tls.line[TK_CA], 10);
+    assert_string_equal(c->tls.cert, "");
+    config_free(&cfg);
+    free(path);
+
+    /* Without TLS keys nothing is set; the handshake timeout defaults to 10 s. */
+    path = load_ok(&cfg, "[server]\nbind = :1\n");
+    assert_null(cfg.listeners[0].tls.cert);
+    assert_int_equal(cfg.listeners[0].tls.min_version, 12);
+    assert_int_equal(cfg.tls_handshake_timeout, 10);
+    config_free(&cfg);
+    free(path);
+}
+
+static void test_tls_errors(void **state)
+{
+    (void)state;
+    load_err("[server]\ntls_cert = a.pem\n", 2, "listener default: tls_cert needs tls_key");
+    load_err("[server]\ntls_cert = a.pem\ntls_key =\n", 3, "tls_cert needs tls_key");
+    load_err("[server]\n\ntls_key = a.key\n", 3, "tls_key is set but the listener has no tls_cert");
+    load_err("[server]\ntls_cert = a\ntls_key = b\ntls_verify_client = on\n", 4,
+             "tls_verify_client needs tls_ca");
+    load_err("[server]\ntls_cert = a\ntls_key = b\ntls_ca = c\n", 4, "tls_verify_client is off");
+    load_err("[server]\ntls_verify_client = yes\n", 2, "'yes' is not one of off, optional, on");
+    load_err("[server]\ntls_min_version = 1.0\n", 2, "tls_min_version: '1.0' is not 1.2 or 1.3");
+    load_err("[server]\ntls_ciphers =\n", 2, "tls_ciphers: empty value");
+    load_err("[server]\ntls_handshake_timeout = 0\n", 2, "tls_handshake_timeout: '0'");
+    load_err("[server]\ntls_ca = a\ntls_ca = b\n", 3,
+             "duplicate key 'tls_ca' in [server] (first set at line 2)");
+    load_err("[listener x]\nbind = :1\ntls_key = k\ntls_key = k\n", 4,
+             "duplicate key 'tls_key' in [listener x]");
+    /* A listener's own TLS key without a certificate is an error; [server]
+     * defaults a plain listener does not use are not. */
+    config cfg;
+    char *path = load_ok(&cfg, "[server]\ntls_cert = a\ntls_key = b\ntls_ca = ca\n"
+                               "tls_verify_client = on\n[listener x]\nbind = :1\ntls_cert =\n");
+    config_free(&cfg);
+    free(path);
+    load_err("[server]\ntls_ca = ca\ntls_verify_client = on\n[listener x]\nbind = :1\n"
+             "tls_min_version = 1.3\n", 6, "listener x: tls_min_version is set but the listener "
+                                          "has no tls_cert");
+    load_err("[listener x]\nbind = :1\ntls_handshake_timeout = 5\n", 3,
+             "unknown key 'tls_handshake_timeout' in [listener x]");
+}
+
 static void test_unknown_section_with_listeners(void **state)
 {
     (void)state;
@@ -940,6 +1014,8 @@ int main(void)
         cmocka_unit_test(test_unknown_section_with_listeners),
         cmocka_unit_test(test_access_keys),
         cmocka_unit_test(test_access_errors),
+        cmocka_unit_test(test_tls_keys),
+        cmocka_unit_test(test_tls_errors),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
