@@ -28,7 +28,7 @@ static const es_plugin *hooks_of(const es_conn *c)
 /* Give back the places a connection of l held in both counts. */
 static void conn_uncount(worker *w, listener *l)
 {
-    atomic_fetch_sub_explicit(&l->svc->nconns, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&l->svc->slot->nconns, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&w->srv->nconns, 1, memory_order_relaxed);
 }
 
@@ -78,7 +78,7 @@ static conn_list *list_of(es_conn *c)
         return &c->w->linger;
     if (c->flags & CF_HANDSHAKE)
         return &c->w->handshake;
-    return c->home;
+    return &c->w->active[c->slot];
 }
 
 /* Record activity: the connection moves to the young end of the idle order. */
@@ -88,7 +88,7 @@ static void conn_touch(es_conn *c)
     if (c->flags & (CF_LINGER | CF_HANDSHAKE))
         return;
     c->last_active = w->now;
-    conn_list *home = c->home;
+    conn_list *home = &w->active[c->slot];
     if (home->timeout_ms > 0 && home->tail != c) {
         conn_list_remove(home, c);
         conn_list_append(home, c);
@@ -120,6 +120,10 @@ void conn_destroy(es_conn *c)
     listener *l = c->l;
     free(c);
     conn_uncount(w, l);
+    /* The last connection of an older generation here lets it go. */
+    gen *g = l->gen;
+    if (--g->wconns[w->id] == 0 && g != w->gen)
+        worker_gen_drop(w, g);
 }
 
 /* Register the events c waits for. Returns 0, or -1 when epoll refused
@@ -459,7 +463,7 @@ static int conn_handshake(es_conn *c)
         conn_list_remove(&w->handshake, c);
         c->flags &= (uint16_t)~CF_HANDSHAKE;
         c->last_active = w->now;
-        conn_list_append(c->home, c);
+        conn_list_append(&w->active[c->slot], c);
         log_debug("TLS handshake with %s done: %s, %s", peer_name(c), SSL_get_version(c->ssl),
                   SSL_get_cipher_name(c->ssl));
         if (conn_start(c) < 0)
@@ -498,7 +502,7 @@ static int conn_handshake(es_conn *c)
 void conn_handshake_expired(es_conn *c)
 {
     log_info("TLS handshake with %s on %s: no handshake within %ld s: closing the connection",
-             peer_name(c), c->l->name, c->w->srv->cfg->tls_handshake_timeout);
+             peer_name(c), c->l->name, c->w->gen->cfg.tls_handshake_timeout);
     conn_destroy(c);
 }
 
@@ -581,7 +585,7 @@ int conn_open(worker *w, listener *l, int fd, const struct sockaddr *sa, socklen
     c->fd = fd;
     c->w = w;
     c->l = l;
-    c->home = &w->active[l->svc->index];
+    c->slot = (uint32_t)l->svc->slot->index;
     c->last_active = w->now;
     if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
         memcpy(&c->peer, sa, salen < sizeof c->peer ? salen : sizeof c->peer);
@@ -613,6 +617,7 @@ int conn_open(worker *w, listener *l, int fd, const struct sockaddr *sa, socklen
         return -1;
     }
     c->events = EPOLLIN;
+    l->gen->wconns[w->id]++;
     if (c->ssl != NULL) {
         /* The plugin sees it once the handshake is done: wait for the
          * ClientHello, within tls_handshake_timeout. */
@@ -620,7 +625,7 @@ int conn_open(worker *w, listener *l, int fd, const struct sockaddr *sa, socklen
         conn_list_append(&w->handshake, c);
         return 0;
     }
-    conn_list_append(c->home, c);
+    conn_list_append(&w->active[c->slot], c);
     return conn_start(c);
 }
 

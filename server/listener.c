@@ -36,13 +36,15 @@ static int unix_prepare(const struct sockaddr_un *sun, char *err, size_t errlen)
     return 0;
 }
 
-int listener_open(listener *l, const addr *a, int backlog, long mode, char *err, size_t errlen)
+int sock_open(sock *l, const addr *a, int backlog, long mode, char *err, size_t errlen)
 {
     char text[ADDR_TEXT_MAX];
     memset(l, 0, sizeof *l);
-    l->kind = SRC_LISTENER;
     l->fd = -1;
+    l->want = *a;
     l->a = *a;
+    l->backlog = backlog;
+    l->mode = mode;
     addr_format((const struct sockaddr *)&a->ss, a->len, text, sizeof text);
 
     int family = a->ss.ss_family;
@@ -91,6 +93,9 @@ int listener_open(listener *l, const addr *a, int backlog, long mode, char *err,
     socklen_t sl = sizeof ss;
     if (family != AF_UNIX && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
         addr_format((struct sockaddr *)&ss, sl, l->name, sizeof l->name);
+        /* The port the kernel chose, for a reload that names it. */
+        memcpy(&l->a.ss, &ss, sl);
+        l->a.len = sl;
     } else {
         snprintf(l->name, sizeof l->name, "%s", text);
     }
@@ -101,7 +106,30 @@ fail:
     return -1;
 }
 
-void listener_close(listener *l)
+int sock_update(sock *s, int backlog, long mode, char *err, size_t errlen)
+{
+    if (backlog != s->backlog) {
+        /* listen() again only changes the backlog of a listening socket. */
+        if (listen(s->fd, backlog) < 0) {
+            snprintf(err, errlen, "cannot change the backlog of %s to %d: %s", s->name, backlog,
+                     strerror(errno));
+            return -1;
+        }
+        s->backlog = backlog;
+    }
+    if (mode != s->mode && mode >= 0 && s->a.ss.ss_family == AF_UNIX) {
+        const char *path = ((const struct sockaddr_un *)&s->a.ss)->sun_path;
+        if (chmod(path, (mode_t)mode) < 0) {
+            snprintf(err, errlen, "cannot set socket_mode %04lo on %s: %s", mode, s->name,
+                     strerror(errno));
+            return -1;
+        }
+    }
+    s->mode = mode;
+    return 0;
+}
+
+void sock_close(sock *l)
 {
     if (l->fd < 0)
         return;

@@ -27,13 +27,18 @@ static void unload(plugin *p)
 
 int loader_open(plugin *p, const char *path, char *err, size_t errlen)
 {
+    return loader_open_from(p, path, path, err, errlen);
+}
+
+int loader_open_from(plugin *p, const char *path, const char *file, char *err, size_t errlen)
+{
     memset(p, 0, sizeof *p);
     p->path = strdup(path);
     if (p->path == NULL) {
         snprintf(err, errlen, "plugin %s: out of memory", path);
         return -1;
     }
-    p->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    p->handle = dlopen(file, RTLD_NOW | RTLD_LOCAL);
     if (p->handle == NULL) {
         const char *why = dlerror();
         snprintf(err, errlen, "plugin %s: cannot load: %s", path, why ? why : "unknown error");

@@ -20,6 +20,10 @@ typedef struct plugin {
  * Main thread. */
 int loader_open(plugin *p, const char *path, char *err, size_t errlen);
 
+/* loader_open, mapping file (a private copy of path) instead of path;
+ * messages and p->path name path. Main thread. */
+int loader_open_from(plugin *p, const char *path, const char *file, char *err, size_t errlen);
+
 /* Run the plugin's init with its INI section. Returns 0, or -1 with e
  * filled (e->item names the offending item, or -1). Main thread. */
 int loader_init(plugin *p, const es_host *host, const es_config *cfg, es_error *e);

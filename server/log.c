@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-int log_threshold = ES_LOG_INFO;
+_Atomic int log_threshold = ES_LOG_INFO;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 

@@ -3,12 +3,13 @@
 #define ES_LOG_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 
 #include "echosrv/plugin.h"
 
-/* The threshold: messages above it are dropped. Set once at start-up,
- * before threads start; read by every thread. */
-extern int log_threshold;
+/* The threshold: messages above it are dropped. Set by the main thread at
+ * start-up and on reload; read by every thread. */
+extern _Atomic int log_threshold;
 
 /* Parse "error", "warn", "info", "debug". Returns the level or -1. */
 int log_level_parse(const char *text);

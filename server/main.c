@@ -40,158 +40,26 @@ static void usage(FILE *out)
             "See echosrv(8) and echosrv.ini(5).\n");
 }
 
-/* Prefix a plugin-related error with the file and line it comes from. */
-static void print_at(const config *cfg, int line, const char *msg)
-{
-    if (line > 0)
-        fprintf(stderr, "%s:%d: %s\n", cfg->path, line, msg);
-    else
-        fprintf(stderr, "%s: %s\n", cfg->path, msg);
-}
-
 /* Drain: workers drop the listeners, which are then closed (new
  * connections are refused from here on). */
 static void stop_accepting(server *srv)
 {
     worker_stop_all(srv, 1);
     worker_wait_released(srv);
-    for (size_t i = 0; i < srv->nlisteners; i++)
-        listener_close(&srv->listeners[i]);
-}
-
-/* The plugin a listener uses: its entry in srv->plugins, loaded (dlopen,
- * descriptor checks) unless a listener before it uses the same file. files
- * holds the identity of each loaded file (its real path). Returns the
- * plugin, or NULL after printing the error. */
-static plugin *plugin_for(server *srv, char **files, const config_listener *l)
-{
-    const config *cfg = srv->cfg;
-    char err[1024];
-    char *file = realpath(l->plugin_path, NULL);
-    if (file == NULL)
-        file = strdup(l->plugin_path);
-    if (file == NULL) {
-        fprintf(stderr, "echosrv: out of memory\n");
-        return NULL;
-    }
-    for (size_t i = 0; i < srv->nplugins; i++) {
-        if (strcmp(files[i], file) == 0) {
-            free(file);
-            return &srv->plugins[i];
-        }
-    }
-    plugin *p = &srv->plugins[srv->nplugins];
-    if (loader_open(p, l->plugin_path, err, sizeof err) < 0) {
-        print_at(cfg, l->plugin_line, err);
-        free(file);
-        return NULL;
-    }
-    for (size_t i = 0; i < srv->nplugins; i++) {
-        if (strcmp(srv->plugins[i].hooks.name, p->hooks.name) == 0) {
-            /* Both would read the same section: refuse the ambiguity. */
-            snprintf(err, sizeof err, "plugin %s: named '%s' like %s, a different file",
-                     l->plugin_path, p->hooks.name, srv->plugins[i].path);
-            print_at(cfg, l->plugin_line, err);
-            loader_close(p);
-            free(file);
-            return NULL;
-        }
-    }
-    files[srv->nplugins++] = file;
-    return p;
-}
-
-/* Load every plugin the listeners use, each distinct file once; check the
- * sections against their names; init each with its own section; set up
- * srv->services. Returns 0, or -1 after printing the error (what was
- * loaded is in srv->plugins, for loader_close). Main thread. */
-static int load_plugins(server *srv)
-{
-    const config *cfg = srv->cfg;
-    size_t n = cfg->nlisteners;
-    int rc = -1;
-    char err[1024];
-    char **files = calloc(n, sizeof *files);
-    const char **names = calloc(n, sizeof *names);
-    srv->plugins = calloc(n, sizeof *srv->plugins);
-    srv->services = calloc(n, sizeof *srv->services);
-    if (files == NULL || names == NULL || srv->plugins == NULL || srv->services == NULL) {
-        fprintf(stderr, "echosrv: out of memory\n");
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const config_listener *l = &cfg->listeners[i];
-        service *svc = &srv->services[i];
-        svc->cfg = l;
-        svc->index = (int)i;
-        svc->idle_ms = (uint64_t)l->idle_timeout * 1000u;
-        svc->max_connections = l->max_connections;
-        atomic_init(&svc->nconns, 0);
-        if (l->tls.cert != NULL && *l->tls.cert != '\0') {
-            svc->tls = tls_server_ctx(cfg, l, err, sizeof err);
-            if (svc->tls == NULL) {
-                fprintf(stderr, "%s\n", err);
-                goto out;
-            }
-        }
-        svc->plugin = plugin_for(srv, files, l);
-        if (svc->plugin == NULL)
-            goto out;
-        srv->nservices = i + 1;
-    }
-    for (size_t i = 0; i < srv->nplugins; i++)
-        names[i] = srv->plugins[i].hooks.name;
-    if (config_check_sections(cfg, names, srv->nplugins, err, sizeof err) < 0) {
-        fprintf(stderr, "%s\n", err);
-        goto out;
-    }
-    for (size_t i = 0; i < srv->nplugins; i++) {
-        plugin *p = &srv->plugins[i];
-        const config_section *sec = config_section_find(cfg, p->hooks.name);
-        es_config pc = {.items = sec ? sec->items : NULL, .count = sec ? sec->count : 0};
-        es_error e;
-        if (loader_init(p, &srv->host, &pc, &e) < 0) {
-            int line = cfg->plugin_line;
-            for (size_t j = 0; j < n; j++)
-                if (srv->services[j].plugin == p) {
-                    line = cfg->listeners[j].plugin_line;
-                    break;
-                }
-            char msg[512];
-            snprintf(msg, sizeof msg, "plugin %s: %s", p->hooks.name, e.msg);
-            print_at(cfg, e.item >= 0 ? pc.items[e.item].line : (sec ? sec->line : line), msg);
-            goto out;
-        }
-        /* One line per init: several listeners of one plugin share it. */
-        char users[512] = "";
-        size_t len = 0;
-        for (size_t j = 0; j < n && len < sizeof users; j++)
-            if (srv->services[j].plugin == p)
-                len += (size_t)snprintf(users + len, sizeof users - len, "%s%s",
-                                        len ? ", " : "", cfg->listeners[j].name);
-        log_info("plugin %s %s loaded from %s, for listener%s %s", p->hooks.name,
-                 p->hooks.version ? p->hooks.version : "", p->path,
-                 strchr(users, ',') ? "s" : "", users);
-    }
-    rc = 0;
-out:
-    for (size_t i = 0; files != NULL && i < n; i++)
-        free(files[i]);
-    free(files);
-    free(names);
-    return rc;
+    for (size_t i = 0; i < srv->nsocks; i++)
+        sock_close(srv->socks[i]);
 }
 
 /* echosrv -t: what the configuration defines, a line per listener. */
-static void print_summary(const server *srv)
+static void print_summary(const gen *g)
 {
-    const config *cfg = srv->cfg;
+    const config *cfg = &g->cfg;
     printf("%s: configuration OK (%zu listener%s, %zu plugin%s, %ld threads, "
            "max_connections %ld in all)\n",
-           cfg->path, cfg->nlisteners, cfg->nlisteners == 1 ? "" : "s", srv->nplugins,
-           srv->nplugins == 1 ? "" : "s", cfg->threads, cfg->max_connections);
-    for (size_t i = 0; i < srv->nservices; i++) {
-        const service *svc = &srv->services[i];
+           cfg->path, cfg->nlisteners, cfg->nlisteners == 1 ? "" : "s", g->nplugins,
+           g->nplugins == 1 ? "" : "s", cfg->threads, cfg->max_connections);
+    for (size_t i = 0; i < g->nservices; i++) {
+        const service *svc = &g->services[i];
         const config_listener *l = svc->cfg;
         const es_plugin *h = &svc->plugin->hooks;
         printf("  listener %s: bind %s; plugin %s %s (%s); backlog %ld, max_connections %ld, "
@@ -203,6 +71,78 @@ static void print_summary(const server *srv)
                : l->tls.verify_client == TLS_VERIFY_ON ? ", client certificates required"
                : l->tls.verify_client == TLS_VERIFY_OPTIONAL ? ", client certificates checked"
                                                              : "");
+    }
+}
+
+/* The "listening on" line of every listener of g (whatever the log level:
+ * scripts wait for them). */
+static void log_listening(const gen *g)
+{
+    for (size_t i = 0; i < g->nlisteners; i++) {
+        const listener *l = &g->listeners[i];
+        log_msg(ES_LOG_INFO | LOG_ALWAYS, "listening on %s (listener %s, plugin %s%s)", l->name,
+                l->svc->cfg->name, l->hooks->name, l->tls != NULL ? ", TLS" : "");
+    }
+}
+
+/* Free the generations the workers have let go. Main thread. */
+static void reap(server *srv)
+{
+    pthread_mutex_lock(&srv->lock);
+    gen *dead = srv->dead;
+    srv->dead = NULL;
+    pthread_mutex_unlock(&srv->lock);
+    while (dead != NULL) {
+        gen *next = dead->next;
+        for (gen **p = &srv->all; *p != NULL; p = &(*p)->older) {
+            if (*p == dead) {
+                *p = dead->older;
+                break;
+            }
+        }
+        log_info("configuration generation %u: its last connection closed: unloaded", dead->id);
+        gen_free(srv, dead);
+        dead = next;
+    }
+}
+
+/* SIGHUP: load the file again as a new generation, bind what it adds, hand
+ * it to the workers, close what it no longer binds. Connections carry on
+ * under the generation that accepted them. A bad file changes nothing.
+ * Main thread. */
+static void reload(server *srv)
+{
+    char err[1024];
+    gen *old = atomic_load(&srv->gen);
+    log_info("SIGHUP: reloading %s", srv->config_path);
+    gen *g = gen_load(srv, err, sizeof err);
+    if (g == NULL) {
+        log_error("reload refused: %s: still serving the previous configuration", err);
+        return;
+    }
+    if (gen_bind(srv, g, err, sizeof err) < 0) {
+        log_error("reload refused: %s: still serving the previous configuration", err);
+        gen_free(srv, g);
+        return;
+    }
+    if (g->cfg.threads != srv->nworkers)
+        log_warn("reload: threads = %ld takes effect at the next start; %d worker threads "
+                 "keep running", g->cfg.threads, srv->nworkers);
+    log_threshold = g->cfg.log_level;
+    g->older = srv->all;
+    srv->all = g;
+    worker_switch_all(srv, g);
+    gen_close_unused_socks(srv);
+    log_msg(ES_LOG_INFO | LOG_ALWAYS, "configuration reloaded (generation %u, %zu listener%s)",
+            g->id, g->nservices, g->nservices == 1 ? "" : "s");
+    log_listening(g);
+    if (atomic_fetch_sub(&old->refs, 1) == 1) {
+        /* No connection of it was left anywhere. */
+        pthread_mutex_lock(&srv->lock);
+        old->next = srv->dead;
+        srv->dead = old;
+        pthread_mutex_unlock(&srv->lock);
+        reap(srv);
     }
 }
 
@@ -234,27 +174,27 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    config cfg;
     char err[1024];
     int status = 1;
     server srv;
     memset(&srv, 0, sizeof srv);
-    srv.donefd = -1;
+    srv.config_path = path;
+    srv.donefd = srv.reapfd = -1;
     int sfd = -1;
-    if (config_load(&cfg, path, err, sizeof err) < 0) {
-        fprintf(stderr, "%s\n", err);
-        config_free(&cfg);
-        return 1;
-    }
-    log_threshold = cfg.log_level;
-    srv.cfg = &cfg;
     conn_host_init(&srv.host);
     pthread_mutex_init(&srv.lock, NULL);
     pthread_cond_init(&srv.cond, NULL);
-    if (load_plugins(&srv) < 0)
+    gen *g = gen_load(&srv, err, sizeof err);
+    if (g == NULL) {
+        fprintf(stderr, "%s\n", err);
         goto out;
+    }
+    g->older = srv.all;
+    srv.all = g;
+    atomic_store(&g->refs, 1);
+    atomic_store(&srv.gen, g);
     if (test_only) {
-        print_summary(&srv);
+        print_summary(g);
         status = 0;
         goto out;
     }
@@ -270,35 +210,14 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     sfd = signalfd(-1, &mask, SFD_CLOEXEC);
     srv.donefd = eventfd(0, EFD_CLOEXEC);
-    if (sfd < 0 || srv.donefd < 0) {
+    srv.reapfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (sfd < 0 || srv.donefd < 0 || srv.reapfd < 0) {
         fprintf(stderr, "echosrv: signalfd/eventfd: %s\n", strerror(errno));
         goto out;
     }
-    size_t nsockets = 0;
-    for (size_t i = 0; i < cfg.nlisteners; i++)
-        nsockets += cfg.listeners[i].nbinds;
-    srv.listeners = calloc(nsockets, sizeof *srv.listeners);
-    if (srv.listeners == NULL) {
-        fprintf(stderr, "echosrv: out of memory\n");
+    if (gen_bind(&srv, g, err, sizeof err) < 0) {
+        fprintf(stderr, "echosrv: %s\n", err);
         goto out;
-    }
-    for (size_t i = 0; i < srv.nservices; i++) {
-        service *svc = &srv.services[i];
-        const config_listener *lc = svc->cfg;
-        for (size_t j = 0; j < lc->nbinds; j++) {
-            listener *l = &srv.listeners[srv.nlisteners];
-            if (listener_open(l, &lc->binds[j], (int)lc->backlog, lc->socket_mode, err,
-                              sizeof err) < 0) {
-                fprintf(stderr, "echosrv: listener %s: %s\n", lc->name, err);
-                goto out;
-            }
-            l->svc = svc;
-            l->hooks = &svc->plugin->hooks;
-            l->instance = svc->plugin->instance;
-            l->max_message = lc->max_message;
-            l->tls = svc->tls;
-            srv.nlisteners++;
-        }
     }
     if (worker_start_all(&srv, err, sizeof err) < 0) {
         fprintf(stderr, "echosrv: %s\n", err);
@@ -306,24 +225,23 @@ int main(int argc, char **argv)
     }
     char plugins[512] = "";
     size_t plen = 0;
-    for (size_t i = 0; i < srv.nplugins && plen < sizeof plugins; i++)
+    for (size_t i = 0; i < g->nplugins && plen < sizeof plugins; i++)
         plen += (size_t)snprintf(plugins + plen, sizeof plugins - plen, "%s%s %s",
-                                 i ? ", " : "", srv.plugins[i].hooks.name,
-                                 srv.plugins[i].hooks.version ? srv.plugins[i].hooks.version : "");
+                                 i ? ", " : "", g->plugins[i].hooks.name,
+                                 g->plugins[i].hooks.version ? g->plugins[i].hooks.version : "");
     log_info("echosrv %s: plugin%s %s, %d worker threads", PACKAGE_VERSION,
-             srv.nplugins == 1 ? "" : "s", plugins, srv.nworkers);
-    for (size_t i = 0; i < srv.nlisteners; i++) {
-        const listener *l = &srv.listeners[i];
-        log_msg(ES_LOG_INFO | LOG_ALWAYS, "listening on %s (listener %s, plugin %s%s)", l->name,
-                l->svc->cfg->name, l->hooks->name, l->tls != NULL ? ", TLS" : "");
-    }
+             g->nplugins == 1 ? "" : "s", plugins, srv.nworkers);
+    log_listening(g);
 
-    /* Signals and worker exits, until every worker has ended. The first
-     * SIGTERM/SIGINT drains, a second closes everything at once. */
+    /* Signals, generations to free and worker exits, until every worker
+     * has ended. The first SIGTERM/SIGINT drains, a second closes
+     * everything at once; SIGHUP reloads. */
     int level = 0, failed = 0;
     for (int done = 0; done < srv.nworkers;) {
-        struct pollfd pfd[2] = {{.fd = sfd, .events = POLLIN}, {.fd = srv.donefd, .events = POLLIN}};
-        if (poll(pfd, 2, -1) < 0) {
+        struct pollfd pfd[3] = {{.fd = sfd, .events = POLLIN},
+                                {.fd = srv.donefd, .events = POLLIN},
+                                {.fd = srv.reapfd, .events = POLLIN}};
+        if (poll(pfd, 3, -1) < 0) {
             if (errno == EINTR)
                 continue;
             log_error("poll: %s: stopping", strerror(errno));
@@ -332,11 +250,15 @@ int main(int argc, char **argv)
         }
         struct signalfd_siginfo si;
         if ((pfd[0].revents & POLLIN) && read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+            long grace = atomic_load(&srv.gen)->cfg.shutdown_timeout;
             if (si.ssi_signo == SIGHUP) {
-                log_warn("SIGHUP: configuration reload is not supported yet; ignored");
+                if (level == 0)
+                    reload(&srv);
+                else
+                    log_warn("SIGHUP while shutting down: ignored");
             } else if (level++ == 0) {
                 log_info("%s: shutting down (up to %ld s for replies in flight)",
-                         strsignal((int)si.ssi_signo), cfg.shutdown_timeout);
+                         strsignal((int)si.ssi_signo), grace);
                 stop_accepting(&srv);
             } else {
                 log_warn("%s again: closing every connection now", strsignal((int)si.ssi_signo));
@@ -344,6 +266,8 @@ int main(int argc, char **argv)
             }
         }
         uint64_t v;
+        if ((pfd[2].revents & POLLIN) && read(srv.reapfd, &v, sizeof v) == (ssize_t)sizeof v)
+            reap(&srv);
         if ((pfd[1].revents & POLLIN) && read(srv.donefd, &v, sizeof v) == (ssize_t)sizeof v) {
             done += (int)v;
             if (level == 0) {
@@ -360,24 +284,23 @@ out:
         worker_stop_all(&srv, 2);
         worker_join_all(&srv);
     }
-    for (size_t i = 0; i < srv.nlisteners; i++)
-        listener_close(&srv.listeners[i]);
-    free(srv.listeners);
-    /* fini for every plugin, now that no worker or connection is left. */
-    for (size_t i = 0; i < srv.nplugins; i++)
-        loader_close(&srv.plugins[i]);
-    free(srv.plugins);
-    for (size_t i = 0; i < srv.nservices; i++)
-        SSL_CTX_free(srv.services[i].tls);
-    free(srv.services);
+    /* Every worker is gone: whatever generation is left has no connection. */
+    reap(&srv);
+    while (srv.all != NULL) {
+        gen *older = srv.all->older;
+        gen_free(&srv, srv.all);
+        srv.all = older;
+    }
+    gen_cleanup(&srv);
     if (sfd >= 0)
         close(sfd);
     if (srv.donefd >= 0)
         close(srv.donefd);
+    if (srv.reapfd >= 0)
+        close(srv.reapfd);
     pthread_mutex_destroy(&srv.lock);
     pthread_cond_destroy(&srv.cond);
     if (status == 0 && !test_only)
         log_info("stopped");
-    config_free(&cfg);
     return status;
 }

@@ -6,6 +6,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
 
 #include "addr.h"
 #include "buf.h"
@@ -25,33 +27,76 @@ enum { SRC_CONN = 1, SRC_LISTENER = 2, SRC_WAKE = 3 };
 #define ACCEPT_PAUSE_MS 200           /* stop accepting this long on EMFILE */
 #define ACCEPT_BATCH 16               /* connections accepted per wake-up */
 
-/* A [listener NAME] at run time: its settings, its plugin, its connection
- * count. Shared by its sockets (one per bind address); read-only once the
- * workers run but for nconns. */
+typedef struct gen gen;
+
+/* A listener name's place across reloads: its connection count and the
+ * index of its idle list in every worker. Created by the main thread when a
+ * configuration first names the listener, kept until exit. */
+typedef struct slot {
+    char *name;
+    int index;             /* of its idle list in every worker */
+    atomic_long nconns;    /* its open connections, every worker and generation */
+} slot;
+
+/* A [listener NAME] of one generation: its settings, its plugin. Read-only
+ * once published to the workers. */
 typedef struct service {
     const config_listener *cfg;
-    plugin *plugin;        /* in server.plugins; loaded once per file */
-    int index;             /* of its idle list in every worker */
+    plugin *plugin;        /* in its generation's plugins */
+    slot *slot;
     uint64_t idle_ms;      /* idle_timeout in ms, 0 = never */
     long max_connections;
     SSL_CTX *tls;          /* NULL: plain TCP */
-    atomic_long nconns;    /* its open connections, all workers */
 } service;
 
-/* One listening socket. The fields the hot path reads (hooks, instance,
- * max_message) are copied here from its service, one load away from a
- * connection. */
+/* One listening socket of one generation. The fields the hot path reads
+ * (hooks, instance, max_message) are copied here from its service, one
+ * load away from a connection. */
 typedef struct listener {
     uint8_t kind;                 /* SRC_LISTENER */
-    int fd;
+    int fd;                       /* its sock's */
     const es_plugin *hooks;       /* its plugin's descriptor */
     void *instance;               /* its plugin's instance */
     size_t max_message;
     SSL_CTX *tls;                 /* its service's; NULL: plain TCP */
     service *svc;
-    addr a;
+    gen *gen;
     char name[ADDR_TEXT_MAX];     /* the bound address as text */
 } listener;
+
+/* A bound, listening socket. Kept across reloads for as long as a
+ * configuration binds its address, so a reload refuses no connection.
+ * Main thread only. */
+typedef struct sock {
+    int fd;
+    addr want;                    /* the address as configured: the key for reuse */
+    addr a;                       /* as bound (a wildcard may fall back to IPv4) */
+    int backlog;
+    long mode;
+    int used;                     /* by the configuration being set up */
+    char owner[64];               /* the listener it was last bound for */
+    char name[ADDR_TEXT_MAX];
+} sock;
+
+/* A generation: one loading of the configuration, with its plugin
+ * instances, TLS contexts and listeners. Connections run on the generation
+ * that accepted them until they close; a reload makes a new one, and an old
+ * one is freed (plugins' fini, unload) by the main thread once no worker
+ * holds it and its last connection is gone. */
+struct gen {
+    unsigned id;
+    config cfg;
+    plugin *plugins;       /* each distinct plugin file, loaded once */
+    size_t nplugins;
+    service *services;     /* one per config listener, in file order */
+    size_t nservices;
+    listener *listeners;
+    size_t nlisteners;
+    atomic_int refs;       /* the main thread's while current, and each worker's */
+    size_t *wconns;        /* connections per worker, each touched by its worker only */
+    gen *next;             /* in server.dead */
+    gen *older;            /* in server.all */
+};
 
 typedef struct worker worker;
 typedef struct server server;
@@ -77,11 +122,11 @@ struct es_conn {
     uint16_t flags;        /* CF_* */
     uint32_t events;       /* epoll mask registered */
     int fd;
+    uint32_t slot;         /* its idle list: w->active[slot] */
     SSL *ssl;              /* NULL: plain TCP */
     worker *w;
     listener *l;
-    conn_list *home;       /* its idle list: w->active[l->svc->index] */
-    es_conn *prev, *next;  /* in *home, w->handshake or w->linger */
+    es_conn *prev, *next;  /* in its idle list, w->handshake or w->linger */
     uint64_t last_active;  /* ms, worker clock */
     buf in;                /* unconsumed input, when a message spans reads */
     buf out;               /* unsent output, under backpressure only */
@@ -109,9 +154,13 @@ struct worker {
     int epfd;
     int wakefd;
     uint64_t now;          /* ms, CLOCK_MONOTONIC, once per loop turn */
-    conn_list *active;     /* one list per service, least recently active first:
+    gen *gen;              /* the generation whose listeners it polls */
+    gen **gens;            /* every generation it holds: gen, and older ones
+                            * with connections left here */
+    size_t ngens, capgens;
+    conn_list *active;     /* one list per slot, least recently active first:
                             * a single timeout per list keeps expiry O(1) */
-    size_t nactive;        /* lists in active (srv->nservices) */
+    size_t nactive;        /* lists in active */
     conn_list linger;      /* oldest first */
     conn_list handshake;   /* TLS handshakes in progress, oldest first */
     es_conn *cur;          /* the connection whose input is being handled */
@@ -128,36 +177,84 @@ struct worker {
     uint64_t drain_deadline;
 };
 
+/* What the main thread knows of a plugin file it loaded: a file replaced
+ * since is loaded from a private copy, since the dynamic loader would hand
+ * back the old code for the same path. */
+typedef struct plugin_file {
+    char *path;            /* real path */
+    dev_t dev;
+    ino_t ino;
+    struct timespec mtime;
+    off_t size;
+} plugin_file;
+
 struct server {
-    const config *cfg;
-    plugin *plugins;       /* each distinct plugin file, loaded once */
-    size_t nplugins;
-    service *services;     /* one per config listener, in file order */
-    size_t nservices;
+    const char *config_path;
+    _Atomic(gen *) gen;    /* the current generation */
+    unsigned next_gen;     /* id of the next generation */
+    sock **socks;          /* main thread only */
+    size_t nsocks;
+    slot **slots;          /* main thread only (workers use slot pointers) */
+    size_t nslots;
+    plugin_file *files;    /* main thread only */
+    size_t nfiles;
+    char *copy_dir;        /* private directory of plugin copies, or NULL */
     es_host host;
-    listener *listeners;
-    size_t nlisteners;
     worker *workers;
     int nworkers;
     atomic_long nconns;    /* open connections, all workers */
     atomic_int stopping;   /* 1: drain, 2: close everything now */
-    pthread_mutex_t lock;  /* guards released */
+    gen *all;              /* every generation not freed, newest first: main thread only */
+    pthread_mutex_t lock;  /* guards released, alive, switched and dead */
     pthread_cond_t cond;
     int released;          /* workers that dropped the listeners */
+    int alive;             /* worker threads running */
+    int switched;          /* workers that took the current generation */
+    gen *dead;             /* generations no one holds, for the main thread to free */
     int donefd;            /* eventfd: each worker adds 1 as it ends */
+    int reapfd;            /* eventfd: a generation was put on dead */
 };
 
 /* listener.c */
 
-/* Bind and listen on a; fills l. A unix socket file gets the permission
+/* Bind and listen on a; fills s. A unix socket file gets the permission
  * bits mode (before listen()) unless mode is -1; TCP addresses ignore mode.
  * Returns 0, or -1 with a message in err. Main thread. */
-int listener_open(listener *l, const addr *a, int backlog, long mode, char *err,
-                  size_t errlen);
+int sock_open(sock *s, const addr *a, int backlog, long mode, char *err, size_t errlen);
 
-/* Close l and remove its unix socket file, if any. Main thread, once no
+/* Apply a new backlog and socket_mode to the open s. Returns 0, or -1 with
+ * a message in err. Main thread. */
+int sock_update(sock *s, int backlog, long mode, char *err, size_t errlen);
+
+/* Close s and remove its unix socket file, if any. Main thread, once no
  * worker polls it. */
-void listener_close(listener *l);
+void sock_close(sock *s);
+
+/* gen.c */
+
+/* Load the configuration at srv->config_path as a new generation: parse,
+ * load and init its plugins (a replaced plugin file from a private copy),
+ * make its TLS contexts and services. No socket is touched. Returns the
+ * generation (no references yet), or NULL with "FILE:LINE: message" in err.
+ * Main thread. */
+gen *gen_load(server *srv, char *err, size_t errlen);
+
+/* Open or reuse a socket for every address of g's listeners and fill
+ * g->listeners. Returns 0, or -1 with a message in err (sockets opened for g
+ * are closed again). Main thread. */
+int gen_bind(server *srv, gen *g, char *err, size_t errlen);
+
+/* Close the sockets that the current generation does not use. Main
+ * thread, once no worker polls them. */
+void gen_close_unused_socks(server *srv);
+
+/* Free g: plugins' fini, unload, TLS contexts, configuration. Main thread,
+ * once no worker holds g. */
+void gen_free(server *srv, gen *g);
+
+/* Free what srv keeps across generations: sockets, slots, file records,
+ * the copy directory. Main thread, at exit. */
+void gen_cleanup(server *srv);
 
 /* conn.c */
 
@@ -208,5 +305,13 @@ void worker_join_all(server *srv);
 
 /* Connections of w still open (active and lingering). Owning worker. */
 size_t worker_conn_count(const worker *w);
+
+/* Publish g as the current generation and wait until every worker polls
+ * its listeners. Main thread. */
+void worker_switch_all(server *srv, gen *g);
+
+/* Drop w's hold on g, whose last connection on w is gone (or w stops): the
+ * main thread frees g once no one holds it. Owning worker. */
+void worker_gen_drop(worker *w, gen *g);
 
 #endif

@@ -24,16 +24,16 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Poll the listeners of w's generation. Returns 0, or -1 with errno. */
 static int listeners_add(worker *w)
 {
-    server *srv = w->srv;
-    for (size_t i = 0; i < srv->nlisteners; i++) {
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE,
-                                 .data.ptr = &srv->listeners[i]};
-        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, srv->listeners[i].fd, &ev) < 0) {
+    gen *g = w->gen;
+    for (size_t i = 0; i < g->nlisteners; i++) {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &g->listeners[i]};
+        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, g->listeners[i].fd, &ev) < 0) {
             int e = errno;
             while (i-- > 0)
-                epoll_ctl(w->epfd, EPOLL_CTL_DEL, srv->listeners[i].fd, NULL);
+                epoll_ctl(w->epfd, EPOLL_CTL_DEL, g->listeners[i].fd, NULL);
             errno = e;
             return -1;
         }
@@ -46,8 +46,8 @@ static void listeners_remove(worker *w)
 {
     if (!w->accepting)
         return;
-    for (size_t i = 0; i < w->srv->nlisteners; i++)
-        epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->srv->listeners[i].fd, NULL);
+    for (size_t i = 0; i < w->gen->nlisteners; i++)
+        epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->gen->listeners[i].fd, NULL);
     w->accepting = 0;
 }
 
@@ -67,7 +67,7 @@ static int peer_allowed(const service *svc, const struct sockaddr *sa)
 static void worker_accept(worker *w, listener *l)
 {
     server *srv = w->srv;
-    long max = srv->cfg->max_connections;
+    long max = w->gen->cfg.max_connections;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
@@ -121,9 +121,9 @@ static void worker_accept(worker *w, listener *l)
         int full = 0;
         if (atomic_fetch_add_explicit(&srv->nconns, 1, memory_order_relaxed) >= max) {
             full = 1;
-        } else if (atomic_fetch_add_explicit(&svc->nconns, 1, memory_order_relaxed) >=
+        } else if (atomic_fetch_add_explicit(&svc->slot->nconns, 1, memory_order_relaxed) >=
                    svc->max_connections) {
-            atomic_fetch_sub_explicit(&svc->nconns, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&svc->slot->nconns, 1, memory_order_relaxed);
             full = 2;
         }
         if (full) {
@@ -152,14 +152,14 @@ static void worker_release(worker *w)
     w->accept_resume = 0;
     pthread_mutex_lock(&srv->lock);
     srv->released++;
-    pthread_cond_signal(&srv->cond);
+    pthread_cond_broadcast(&srv->cond);
     pthread_mutex_unlock(&srv->lock);
 }
 
 static void worker_drain_start(worker *w)
 {
     w->draining = 1;
-    w->drain_deadline = w->now + (uint64_t)w->srv->cfg->shutdown_timeout * 1000u;
+    w->drain_deadline = w->now + (uint64_t)w->gen->cfg.shutdown_timeout * 1000u;
     worker_release(w);
     /* Handshakes in progress carry no reply yet: they end here. */
     while (w->handshake.head != NULL)
@@ -209,7 +209,7 @@ static int worker_timers(worker *w)
         if (al->head != NULL && al->head->last_active + ms < next)
             next = al->head->last_active + ms;
     }
-    uint64_t hs_ms = (uint64_t)w->srv->cfg->tls_handshake_timeout * 1000u;
+    uint64_t hs_ms = (uint64_t)w->gen->cfg.tls_handshake_timeout * 1000u;
     while (w->handshake.head != NULL && w->now - w->handshake.head->last_active >= hs_ms)
         conn_handshake_expired(w->handshake.head);
     if (w->handshake.head != NULL && w->handshake.head->last_active + hs_ms < next)
@@ -248,6 +248,108 @@ static int worker_timers(worker *w)
     return next - w->now > INT_MAX ? INT_MAX : (int)(next - w->now);
 }
 
+/* Hold g: it joins w's generations, and w's idle lists cover its
+ * listeners' slots, with their idle timeouts. Returns 0, or -1 when out of
+ * memory (nothing changed). Owning worker (or the main thread before the
+ * worker starts). */
+static int worker_hold(worker *w, gen *g)
+{
+    size_t need = w->nactive;
+    for (size_t i = 0; i < g->nservices; i++)
+        if ((size_t)g->services[i].slot->index + 1 > need)
+            need = (size_t)g->services[i].slot->index + 1;
+    if (w->ngens == w->capgens) {
+        size_t cap = w->capgens ? w->capgens * 2 : 4;
+        gen **v = realloc(w->gens, cap * sizeof *v);
+        if (v == NULL)
+            return -1;
+        w->gens = v;
+        w->capgens = cap;
+    }
+    if (need > w->nactive) {
+        /* Connections name their list by index: the array may move. */
+        conn_list *v = realloc(w->active, need * sizeof *v);
+        if (v == NULL)
+            return -1;
+        memset(v + w->nactive, 0, (need - w->nactive) * sizeof *v);
+        w->active = v;
+        w->nactive = need;
+    }
+    for (size_t i = 0; i < g->nservices; i++)
+        w->active[g->services[i].slot->index].timeout_ms = g->services[i].idle_ms;
+    w->gens[w->ngens++] = g;
+    return 0;
+}
+
+void worker_gen_drop(worker *w, gen *g)
+{
+    server *srv = w->srv;
+    for (size_t i = 0; i < w->ngens; i++) {
+        if (w->gens[i] == g) {
+            w->gens[i] = w->gens[--w->ngens];
+            break;
+        }
+    }
+    if (atomic_fetch_sub(&g->refs, 1) != 1)
+        return;
+    /* The last holder: the main thread runs the plugins' fini and frees it. */
+    pthread_mutex_lock(&srv->lock);
+    g->next = srv->dead;
+    srv->dead = g;
+    pthread_mutex_unlock(&srv->lock);
+    uint64_t one = 1;
+    ssize_t r = write(srv->reapfd, &one, sizeof one);
+    (void)r;
+}
+
+/* Take the main thread's new generation g: poll its listeners instead of
+ * the old one's, and let the old one go if no connection of it is left
+ * here. Owning worker. */
+static void worker_switch(worker *w, gen *g)
+{
+    server *srv = w->srv;
+    gen *old = w->gen;
+    if (worker_hold(w, g) < 0) {
+        log_error("worker %d: out of memory taking the new configuration: dropping it",
+                  w->id);
+        /* The main thread counted a hold for this worker. */
+        atomic_fetch_sub(&g->refs, 1);
+    } else {
+        int was = w->accepting;
+        listeners_remove(w);
+        w->gen = g;
+        if (was && listeners_add(w) < 0) {
+            log_error("worker %d: cannot poll the new listeners: %s: trying again in %d ms",
+                      w->id, strerror(errno), ACCEPT_PAUSE_MS);
+            w->accept_resume = w->now + ACCEPT_PAUSE_MS;
+        }
+        if (old->wconns[w->id] == 0)
+            worker_gen_drop(w, old);
+    }
+    pthread_mutex_lock(&srv->lock);
+    srv->switched++;
+    pthread_cond_broadcast(&srv->cond);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+void worker_switch_all(server *srv, gen *g)
+{
+    pthread_mutex_lock(&srv->lock);
+    atomic_store(&g->refs, 1 + srv->alive);
+    srv->switched = 0;
+    atomic_store(&srv->gen, g);
+    pthread_mutex_unlock(&srv->lock);
+    for (int i = 0; i < srv->nworkers; i++) {
+        uint64_t one = 1;
+        ssize_t r = write(srv->workers[i].wakefd, &one, sizeof one);
+        (void)r;
+    }
+    pthread_mutex_lock(&srv->lock);
+    while (srv->switched < srv->alive)
+        pthread_cond_wait(&srv->cond, &srv->lock);
+    pthread_mutex_unlock(&srv->lock);
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -284,6 +386,9 @@ static void *worker_main(void *arg)
         /* Acted on only after the batch: draining or closing connections
          * here would free some whose events are still in evs[]. */
         if (woken) {
+            gen *g = atomic_load(&srv->gen);
+            if (g != w->gen)
+                worker_switch(w, g);
             int level = atomic_load(&srv->stopping);
             if (level >= 1 && !w->draining)
                 worker_drain_start(w);
@@ -294,6 +399,12 @@ static void *worker_main(void *arg)
     if (!w->draining)
         worker_release(w);
     worker_close_all(w);
+    while (w->ngens > 0)
+        worker_gen_drop(w, w->gens[w->ngens - 1]);
+    pthread_mutex_lock(&srv->lock);
+    srv->alive--;
+    pthread_cond_broadcast(&srv->cond);
+    pthread_mutex_unlock(&srv->lock);
     uint64_t one = 1;
     ssize_t r = write(srv->donefd, &one, sizeof one);
     (void)r;
@@ -310,18 +421,22 @@ static void worker_free(worker *w)
     buf_free(&w->stage);
     free(w->rbuf);
     free(w->active);
+    free(w->gens);
     w->rbuf = NULL;
     w->active = NULL;
+    w->gens = NULL;
 }
 
 int worker_start_all(server *srv, char *err, size_t errlen)
 {
-    srv->workers = calloc((size_t)srv->cfg->threads, sizeof *srv->workers);
+    gen *g = atomic_load(&srv->gen);
+    int n = (int)g->cfg.threads;
+    srv->workers = calloc((size_t)n, sizeof *srv->workers);
     if (srv->workers == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    for (int i = 0; i < srv->cfg->threads; i++) {
+    for (int i = 0; i < n; i++) {
         worker *w = &srv->workers[i];
         w->wake_kind = SRC_WAKE;
         w->id = i;
@@ -329,11 +444,8 @@ int worker_start_all(server *srv, char *err, size_t errlen)
         w->wakefd = -1;
         w->epfd = epoll_create1(EPOLL_CLOEXEC);
         w->rbuf = malloc(READ_BUF_SIZE);
-        w->active = calloc(srv->nservices, sizeof *w->active);
-        w->nactive = srv->nservices;
-        for (size_t j = 0; w->active != NULL && j < srv->nservices; j++)
-            w->active[j].timeout_ms = srv->services[j].idle_ms;
-        if (w->epfd < 0 || w->rbuf == NULL || w->active == NULL) {
+        w->gen = g;
+        if (w->epfd < 0 || w->rbuf == NULL || worker_hold(w, g) < 0) {
             snprintf(err, errlen, "worker %d: %s", i,
                      w->epfd < 0 ? strerror(errno) : "out of memory");
             worker_free(w);
@@ -349,9 +461,17 @@ int worker_start_all(server *srv, char *err, size_t errlen)
         }
         /* The thread inherits the caller's signal mask: the main thread
          * blocks every signal it handles before starting workers. */
+        atomic_fetch_add(&g->refs, 1);
+        pthread_mutex_lock(&srv->lock);
+        srv->alive++;
+        pthread_mutex_unlock(&srv->lock);
         int rc = pthread_create(&w->thread, NULL, worker_main, w);
         if (rc != 0) {
             snprintf(err, errlen, "worker %d: cannot start a thread: %s", i, strerror(rc));
+            atomic_fetch_sub(&g->refs, 1);
+            pthread_mutex_lock(&srv->lock);
+            srv->alive--;
+            pthread_mutex_unlock(&srv->lock);
             worker_free(w);
             goto fail;
         }
