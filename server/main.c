@@ -14,6 +14,7 @@
 #include "config.h"
 #include "loader.h"
 #include "log.h"
+#include "privs.h"
 #include "server.h"
 
 #ifndef SYSCONFDIR
@@ -28,11 +29,12 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: echosrv [-t] [-c FILE]\n"
+            "Usage: echosrv [-t] [-c FILE] [--allow-root]\n"
             "A multi-threaded TCP server whose protocol is a plugin.\n"
             "\n"
             "  -c, --config FILE  configuration file (default " DEFAULT_CONFIG ")\n"
             "  -t, --test         check the configuration and every plugin, then exit\n"
+            "      --allow-root   run as root when [server] sets no user (refused otherwise)\n"
             "  -h, --help         show this help and exit\n"
             "  -V, --version      show the version and exit\n"
             "\n"
@@ -192,6 +194,9 @@ static void print_summary(const server *srv)
                l->name, l->bind, h->name, h->version ? h->version : "", svc->plugin->path,
                l->backlog, l->max_connections, l->idle_timeout, l->max_message);
     }
+    char who[256];
+    privs_describe(cfg, who, sizeof who);
+    printf("  privileges: %s\n", who);
 }
 
 int main(int argc, char **argv)
@@ -201,14 +206,16 @@ int main(int argc, char **argv)
         {"test", no_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
+        {"allow-root", no_argument, NULL, 'R'},
         {NULL, 0, NULL, 0},
     };
     const char *path = DEFAULT_CONFIG;
-    int test_only = 0, opt;
+    int test_only = 0, allow_root = 0, opt;
     while ((opt = getopt_long(argc, argv, "c:thV", opts, NULL)) != -1) {
         switch (opt) {
         case 'c': path = optarg; break;
         case 't': test_only = 1; break;
+        case 'R': allow_root = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("echosrv %s (plugin ABI %d.%d)\n", PACKAGE_VERSION,
                          ES_PLUGIN_ABI_MAJOR, ES_PLUGIN_ABI_MINOR);
@@ -239,6 +246,11 @@ int main(int argc, char **argv)
     conn_host_init(&srv.host);
     pthread_mutex_init(&srv.lock, NULL);
     pthread_cond_init(&srv.cond, NULL);
+    /* Before any plugin code runs as root. */
+    if (privs_check(&cfg, geteuid(), allow_root, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        goto out;
+    }
     if (load_plugins(&srv) < 0)
         goto out;
     if (test_only) {
@@ -286,6 +298,12 @@ int main(int argc, char **argv)
             l->max_message = lc->max_message;
             srv.nlisteners++;
         }
+    }
+    /* Everything that needs the starting user's rights is done: listeners
+     * bound, plugins initialised. Workers start as the configured user. */
+    if (privs_drop(&cfg, srv.listeners, srv.nlisteners, err, sizeof err) < 0) {
+        fprintf(stderr, "echosrv: %s\n", err);
+        goto out;
     }
     if (worker_start_all(&srv, err, sizeof err) < 0) {
         fprintf(stderr, "echosrv: %s\n", err);
