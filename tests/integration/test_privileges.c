@@ -203,7 +203,16 @@ static void test_user_nobody(void **state)
     assert_int_equal(hs_write_config(c->conf, sizeof c->conf, c->dir, "nobody.ini", bind,
                                      "user = %s\n", user), 0);
     const char *args[] = { "-c", c->conf, NULL };
-    struct hs_proc *srv = start_exact(args, 2);
+    /* As root, start it with supplementary groups of root's to lose. */
+    gid_t saved[64], extra[] = { 0, 4242 };
+    int nsaved = geteuid() == 0 ? getgroups(64, saved) : 0;
+    if (geteuid() == 0 && (nsaved < 0 || setgroups(2, extra) < 0))
+        HS_FAIL("setgroups: %s", strerror(errno));
+    struct hs_proc *srv = hs_server_start_args(args, 2, 0, HS_READY_MS);
+    if (geteuid() == 0 && setgroups((size_t)nsaved, saved) < 0)
+        HS_FAIL("setgroups: %s", strerror(errno));
+    if (srv == NULL)
+        HS_FAIL("echosrv did not start");
     pid_t pid = hs_pid(srv);
     char *out = hs_output(srv);
     struct stat st;
