@@ -133,6 +133,10 @@ void privs_describe(const config *cfg, char *out, size_t len)
                  euid == 0 ? " (root, --allow-root)" : "");
         return;
     }
+    if (euid == cfg->uid) {
+        snprintf(out, len, "already user %s (uid %u)", cfg->user, (unsigned)euid);
+        return;
+    }
     if (euid != 0) {
         snprintf(out, len, "user %s ignored (not started as root: stays uid %u)", cfg->user,
                  (unsigned)euid);

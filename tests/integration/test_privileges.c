@@ -362,6 +362,30 @@ static void test_allow_root(void **state)
     hs_proc_free(srv);
 }
 
+/* 5. An unknown user or group stops both -t and a start, at its FILE:LINE, whoever runs it. */
+static void test_unknown_user(void **state)
+{
+    struct hs_ctx *c = begin(state, __func__);
+    static const struct { const char *extra, *what; int line; } cases[] = {
+        {"user = no_such_user_x\n", "user: unknown user 'no_such_user_x'", 7},
+        {"user = nobody\n\ngroup = no_such_group_x\n", "group: unknown group", 9},
+        {"user = root\n", "user: 'root' is root (uid 0)", 7},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(hs_write_config(c->conf, sizeof c->conf, c->dir, "u.ini", "127.0.0.1:0",
+                                         "%s", cases[i].extra), 0);
+        const char *check[] = { "-t", "-c", c->conf, NULL };
+        const char *args[] = { "-c", c->conf, NULL };
+        char want[700];
+        snprintf(want, sizeof want, "%s:%d: %s", c->conf, cases[i].line, cases[i].what);
+        for (int j = 0; j < 2; j++) {
+            char *out = run_exact(j == 0 ? check : args, 1);
+            assert_output_has(out, want);
+            free(out);
+        }
+    }
+}
+
 /* Copies the build tree's echo plugin to PATH with MODE. */
 static void copy_plugin(const char *path, mode_t mode)
 {
@@ -405,7 +429,7 @@ static void check_refused(struct hs_ctx *c, int line, const char *n1, const char
     }
 }
 
-/* 5. A world-writable plugin, or one in a world-writable directory, is refused by
+/* 6. A world-writable plugin, or one in a world-writable directory, is refused by
  * echosrv -c and -t; the same file with chmod go-w serves. (Run with --allow-root: the
  * refusal holds for every user.) */
 static void test_writable_plugin(void **state)
@@ -459,6 +483,7 @@ int main(void)
         HS_CTX_TEST(test_socket_dir_of_user),
         HS_CTX_TEST(test_root_refused),
         HS_CTX_TEST(test_allow_root),
+        HS_CTX_TEST(test_unknown_user),
         HS_CTX_TEST(test_writable_plugin),
     };
 
