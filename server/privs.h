@@ -30,8 +30,9 @@ int privs_check(const config *cfg, uid_t euid, int allow_root, char *err, size_t
 int privs_drop(const config *cfg, const struct listener *ls, size_t n, char *err,
                size_t errlen);
 
-/* What echosrv -t shows of the user it will run as, into out,
- * for echosrv -t. Main thread. */
+/* Which user echosrv will serve as ("switches to user NAME (uid N), group
+ * NAME (gid N)", "stays uid N", ...), as one line into out, for echosrv -t.
+ * Main thread. */
 void privs_describe(const config *cfg, char *out, size_t len);
 
 #endif
