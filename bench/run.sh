@@ -121,7 +121,7 @@ start_server() {
     if [[ $kind == baseline ]]; then
         "${SERVER_PIN[@]}" "$BASELINE" -a 127.0.0.1:0 2> "$log" < /dev/null &
     else
-        "${SERVER_PIN[@]}" "$ECHOSRV" -c "$tmp/echosrv.ini" 2> "$log" < /dev/null &
+        "${SERVER_PIN[@]}" "$ECHOSRV" --allow-root -c "$tmp/echosrv.ini" 2> "$log" < /dev/null &
     fi
     SRV_PID=$!
     SRV_LOG=$log

@@ -5,8 +5,10 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <ini.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +35,7 @@ typedef struct loader {
     int section_line; /* line of the current [section] */
     int err_line;     /* first error: line (0 none) */
     char err[512];
-    int seen[16];     /* line of each [server] key already set */
+    int seen[32];     /* line of each [server] key already set */
 } loader;
 
 static void fail_at(loader *ld, int line, const char *fmt, ...) ES_PRINTF(3, 4);
@@ -52,14 +54,14 @@ static void fail_at(loader *ld, int line, const char *fmt, ...)
 enum {
     K_BIND, K_THREADS, K_PLUGIN, K_PLUGIN_DIR, K_BACKLOG, K_MAX_CONNECTIONS,
     K_IDLE_TIMEOUT, K_MAX_MESSAGE, K_SHUTDOWN_TIMEOUT, K_LOG_LEVEL, K_ALLOW, K_DENY,
-    K_SOCKET_MODE, K_TLS_HANDSHAKE_TIMEOUT, K_COUNT
+    K_SOCKET_MODE, K_TLS_HANDSHAKE_TIMEOUT, K_USER, K_GROUP, K_COUNT
 };
-_Static_assert(K_COUNT < 16, "loader.seen holds every [server] key and the section's line");
+_Static_assert(K_COUNT < 32, "loader.seen holds every [server] key and the section's line");
 
 static const char *const server_keys[K_COUNT] = {
     "bind", "threads", "plugin", "plugin_dir", "backlog", "max_connections",
     "idle_timeout", "max_message", "shutdown_timeout", "log_level", "allow", "deny",
-    "socket_mode", "tls_handshake_timeout",
+    "socket_mode", "tls_handshake_timeout", "user", "group",
 };
 
 /* The numeric [server] keys: range, what the number counts, and the field. */
@@ -230,6 +232,110 @@ static void parse_plugin(loader *ld, const char *value, char **field, int *line)
         fail_at(ld, ld->lineno, "out of memory");
 }
 
+/* A numeric user or group id: digits only, below (id_t)-1. Returns 0 or -1. */
+static int parse_id(const char *text, unsigned long *out)
+{
+    if (*text == '\0' || text[strspn(text, "0123456789")] != '\0' || strlen(text) > 10)
+        return -1;
+    unsigned long long v = strtoull(text, NULL, 10);
+    if (v >= 0xFFFFFFFFull)
+        return -1;
+    *out = (unsigned long)v;
+    return 0;
+}
+
+/* user: a name in the user database or a numeric uid, never root (uid 0):
+ * running as root is what --allow-root is for. Resolved here, so that an
+ * unknown user is reported at its line. */
+static void parse_user(loader *ld, const char *value)
+{
+    config *cfg = ld->cfg;
+    unsigned long id;
+    errno = 0;
+    const struct passwd *pw = NULL;
+    if (parse_id(value, &id) == 0) {
+        cfg->uid = (uid_t)id;
+        pw = getpwuid(cfg->uid);
+    } else if (*value == '\0') {
+        fail_at(ld, ld->lineno, "user: empty value");
+        return;
+    } else {
+        pw = getpwnam(value);
+        if (pw == NULL) {
+            fail_at(ld, ld->lineno, "user: unknown user '%s' (not in the user database%s%s)",
+                    value, errno != 0 && errno != ENOENT ? ": " : "",
+                    errno != 0 && errno != ENOENT ? strerror(errno) : "");
+            return;
+        }
+        cfg->uid = pw->pw_uid;
+    }
+    if (cfg->uid == 0) {
+        fail_at(ld, ld->lineno,
+                "user: '%s' is root (uid 0), which keeps every privilege: name an unprivileged "
+                "user, or leave user unset and pass --allow-root to run as root", value);
+        return;
+    }
+    free(cfg->user_name);
+    cfg->user_name = NULL;
+    if (pw != NULL) {
+        cfg->user_name = strdup(pw->pw_name);
+        if (!cfg->group_line)
+            cfg->gid = pw->pw_gid;
+        if (cfg->user_name == NULL) {
+            fail_at(ld, ld->lineno, "out of memory");
+            return;
+        }
+    }
+    cfg->user_line = ld->lineno;
+    if (set_string(&cfg->user, value) < 0)
+        fail_at(ld, ld->lineno, "out of memory");
+}
+
+/* group: a name in the group database or a numeric gid. */
+static void parse_group(loader *ld, const char *value)
+{
+    config *cfg = ld->cfg;
+    unsigned long id;
+    if (parse_id(value, &id) == 0) {
+        cfg->gid = (gid_t)id;
+    } else if (*value == '\0') {
+        fail_at(ld, ld->lineno, "group: empty value");
+        return;
+    } else {
+        errno = 0;
+        const struct group *gr = getgrnam(value);
+        if (gr == NULL) {
+            fail_at(ld, ld->lineno, "group: unknown group '%s' (not in the group database%s%s)",
+                    value, errno != 0 && errno != ENOENT ? ": " : "",
+                    errno != 0 && errno != ENOENT ? strerror(errno) : "");
+            return;
+        }
+        cfg->gid = gr->gr_gid;
+    }
+    cfg->group_line = ld->lineno;
+    if (set_string(&cfg->group, value) < 0)
+        fail_at(ld, ld->lineno, "out of memory");
+}
+
+/* After the whole file: group needs user, and a uid without a user
+ * database entry has no primary group to default to. Returns 0 or -1. */
+static int privileges_finish(loader *ld)
+{
+    config *cfg = ld->cfg;
+    if (cfg->group != NULL && cfg->user == NULL) {
+        fail_at(ld, cfg->group_line, "group without user: set user too (group only applies "
+                                     "when switching to that user)");
+        return -1;
+    }
+    if (cfg->user != NULL && cfg->group == NULL && cfg->user_name == NULL) {
+        fail_at(ld, cfg->user_line,
+                "user: uid %s has no entry in the user database, hence no primary group: "
+                "set group too", cfg->user);
+        return -1;
+    }
+    return 0;
+}
+
 /* The index of key among names[0..n), recording its line in seen[]; or -1
  * with the error (unknown or duplicate key in section `where`) reported. */
 static int key_index(loader *ld, const char *const names[], int n, int seen[], const char *key,
@@ -380,6 +486,12 @@ static void server_key(loader *ld, const char *key, const char *value)
         return;
     case K_SOCKET_MODE:
         parse_socket_mode(ld, value, &cfg->socket_mode);
+        return;
+    case K_USER:
+        parse_user(ld, value);
+        return;
+    case K_GROUP:
+        parse_group(ld, value);
         return;
     case K_LOG_LEVEL: {
         int lv = log_level_parse(value);
@@ -933,6 +1045,10 @@ int config_load_stream(config *cfg, FILE *fp, const char *path, char *err, size_
         snprintf(err, errlen, "%s: out of memory", path);
         goto out;
     }
+    if (privileges_finish(&ld) < 0) {
+        snprintf(err, errlen, "%s:%d: %s", path, ld.err_line, ld.err);
+        goto out;
+    }
     if (listeners_finish(&ld) < 0) {
         if (ld.err_line != 0)
             snprintf(err, errlen, "%s:%d: %s", path, ld.err_line, ld.err);
@@ -1014,5 +1130,8 @@ void config_free(config *cfg)
     free(cfg->allow);
     free(cfg->deny);
     tls_free(&cfg->tls);
+    free(cfg->user);
+    free(cfg->group);
+    free(cfg->user_name);
     memset(cfg, 0, sizeof *cfg);
 }

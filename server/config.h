@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "addr.h"
 #include "cidr.h"
@@ -90,6 +91,14 @@ typedef struct config {
     long tls_handshake_timeout; /* seconds a TLS handshake may take */
     int log_level;
     int plugin_line;       /* line of `plugin =`, or 0 when defaulted */
+    char *user;            /* user as written, NULL when unset (keep the starting user) */
+    char *group;           /* group as written, NULL: the user's primary group */
+    int user_line;         /* line of `user =`, 0 when unset */
+    int group_line;        /* line of `group =`, 0 when unset */
+    uid_t uid;             /* the user, resolved at load time (valid when user != NULL) */
+    gid_t gid;             /* the group, or the user's primary group */
+    char *user_name;       /* the user's name in the user database, for its supplementary
+                              groups; NULL for a numeric uid without an entry */
     config_section *sections;  /* every section but [server], [listener]s included */
     size_t nsections;
     config_listener *listeners; /* at least one after a successful load */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "privs.h"
 #include "server.h"
 
 /* "FILE:LINE: msg" (or "FILE: msg" without a line) into err. */
@@ -272,8 +273,12 @@ gen *gen_load(server *srv, char *err, size_t errlen)
     atomic_init(&g->refs, 0);
     if (config_load(&g->cfg, srv->config_path, err, errlen) < 0)
         goto fail;
-    if (srv->nworkers == 0)
+    if (srv->nworkers == 0) {
         log_threshold = g->cfg.log_level; /* the first load: the level of its own messages */
+        /* Before any plugin code runs as root. */
+        if (privs_check(&g->cfg, geteuid(), srv->allow_root, err, errlen) < 0)
+            goto fail;
+    }
     size_t nworkers = srv->nworkers > 0 ? (size_t)srv->nworkers : (size_t)g->cfg.threads;
     g->wconns = calloc(nworkers, sizeof *g->wconns);
     if (g->wconns == NULL) {

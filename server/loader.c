@@ -1,10 +1,13 @@
-/* loader.c - loads a protocol plugin with dlopen and checks its descriptor. */
+/* loader.c - loads a protocol plugin with dlopen: checks who may write the file, then its descriptor. */
 #include "loader.h"
 
 #include <dlfcn.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #define KEEP_MAPPED 1
@@ -25,6 +28,85 @@ static void unload(plugin *p)
     memset(p, 0, sizeof *p);
 }
 
+/* "name (uid N)" or "uid N" into buf. */
+static const char *user_text(uid_t uid, char *buf, size_t len)
+{
+    const struct passwd *pw = getpwuid(uid);
+    if (pw != NULL)
+        snprintf(buf, len, "%s (uid %u)", pw->pw_name, (unsigned)uid);
+    else
+        snprintf(buf, len, "uid %u", (unsigned)uid);
+    return buf;
+}
+
+/* The directory part of path ("." for none). Caller frees; NULL when out
+ * of memory. */
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL)
+        return strdup(".");
+    return strndup(path, slash == path ? 1 : (size_t)(slash - path));
+}
+
+/* Refuse a directory anyone may add files to or remove them from. */
+static int check_dir(const char *path, const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(dir, &st) < 0)
+        return 0;
+    if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX)) {
+        snprintf(err, errlen,
+                 "plugin %s: refused: its directory %s has mode %04o, world-writable without "
+                 "the sticky bit, so any user could replace the plugin (chmod o-w %s)",
+                 path, dir, (unsigned)(st.st_mode & 07777), dir);
+        return -1;
+    }
+    return 0;
+}
+
+int loader_check_file(const char *path, uid_t euid, char *err, size_t errlen)
+{
+    struct stat st;
+    char who[128], me[128];
+    if (stat(path, &st) < 0)
+        return 0; /* dlopen says why */
+    unsigned mode = (unsigned)(st.st_mode & 07777);
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "plugin %s: refused: not a regular file", path);
+        return -1;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(err, errlen,
+                 "plugin %s: refused: mode %04o makes it %s-writable, so other users could "
+                 "change the code the server runs (chmod go-w %s)",
+                 path, mode, (st.st_mode & S_IWOTH) ? "world" : "group", path);
+        return -1;
+    }
+    if (st.st_uid != 0 && st.st_uid != euid) {
+        snprintf(err, errlen,
+                 "plugin %s: refused: owned by %s, neither root nor the user echosrv runs as, "
+                 "%s, so that user could change the code the server runs",
+                 path, user_text(st.st_uid, who, sizeof who), user_text(euid, me, sizeof me));
+        return -1;
+    }
+    int rc = 0;
+    char *dir = dir_of(path);
+    char *real = realpath(path, NULL);
+    char *rdir = real != NULL ? dir_of(real) : NULL;
+    if (dir == NULL || (real != NULL && rdir == NULL)) {
+        snprintf(err, errlen, "plugin %s: out of memory", path);
+        rc = -1;
+    } else if (check_dir(path, dir, err, errlen) < 0 ||
+               (rdir != NULL && strcmp(rdir, dir) != 0 && check_dir(path, rdir, err, errlen) < 0)) {
+        rc = -1;
+    }
+    free(dir);
+    free(real);
+    free(rdir);
+    return rc;
+}
+
 int loader_open(plugin *p, const char *path, char *err, size_t errlen)
 {
     return loader_open_from(p, path, path, err, errlen);
@@ -38,6 +120,8 @@ int loader_open_from(plugin *p, const char *path, const char *file, char *err, s
         snprintf(err, errlen, "plugin %s: out of memory", path);
         return -1;
     }
+    if (loader_check_file(path, geteuid(), err, errlen) < 0)
+        goto fail;
     p->handle = dlopen(file, RTLD_NOW | RTLD_LOCAL);
     if (p->handle == NULL) {
         const char *why = dlerror();

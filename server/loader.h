@@ -3,6 +3,7 @@
 #define ES_LOADER_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "echosrv/plugin.h"
 
@@ -14,7 +15,16 @@ typedef struct plugin {
     int initialized;    /* init succeeded: fini is owed */
 } plugin;
 
-/* Open the shared object at path, call its entry point and check the
+/* Whether the file at path is safe to load into a server running as euid:
+ * a regular file, owned by root or euid, neither group- nor world-writable,
+ * in a directory that is not world-writable without the sticky bit (the
+ * directory as named and, through symlinks, the real one). A file that does
+ * not exist passes (dlopen reports it). Returns 0, or -1 with a message
+ * naming the file, its mode or owner and why in err. Any thread. */
+int loader_check_file(const char *path, uid_t euid, char *err, size_t errlen);
+
+/* Open the shared object at path after loader_check_file() with geteuid(),
+ * call its entry point and check the
  * descriptor: magic, ABI major (exact), size, name, required hooks. Returns
  * 0, or -1 with a message naming the file in err (p then owns nothing).
  * Main thread. */

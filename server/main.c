@@ -14,6 +14,7 @@
 #include "config.h"
 #include "loader.h"
 #include "log.h"
+#include "privs.h"
 #include "server.h"
 
 #ifndef SYSCONFDIR
@@ -28,11 +29,12 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: echosrv [-t] [-c FILE]\n"
+            "Usage: echosrv [-t] [-c FILE] [--allow-root]\n"
             "A multi-threaded TCP server whose protocol is a plugin.\n"
             "\n"
             "  -c, --config FILE  configuration file (default " DEFAULT_CONFIG ")\n"
             "  -t, --test         check the configuration and every plugin, then exit\n"
+            "      --allow-root   run as root when [server] sets no user (refused otherwise)\n"
             "  -h, --help         show this help and exit\n"
             "  -V, --version      show the version and exit\n"
             "\n"
@@ -72,6 +74,9 @@ static void print_summary(const gen *g)
                : l->tls.verify_client == TLS_VERIFY_OPTIONAL ? ", client certificates checked"
                                                              : "");
     }
+    char who[256];
+    privs_describe(cfg, who, sizeof who);
+    printf("  privileges: %s\n", who);
 }
 
 /* The "listening on" line of every listener of g (whatever the log level:
@@ -125,6 +130,10 @@ static void reload(server *srv)
         gen_free(srv, g);
         return;
     }
+    const config *oc = &old->cfg, *nc = &g->cfg;
+    if ((oc->user == NULL) != (nc->user == NULL) || (oc->user && strcmp(oc->user, nc->user)) ||
+        (oc->group == NULL) != (nc->group == NULL) || (oc->group && strcmp(oc->group, nc->group)))
+        log_warn("reload: user and group take effect at the next start");
     if (g->cfg.threads != srv->nworkers)
         log_warn("reload: threads = %ld takes effect at the next start; %d worker threads "
                  "keep running", g->cfg.threads, srv->nworkers);
@@ -153,14 +162,16 @@ int main(int argc, char **argv)
         {"test", no_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
+        {"allow-root", no_argument, NULL, 'R'},
         {NULL, 0, NULL, 0},
     };
     const char *path = DEFAULT_CONFIG;
-    int test_only = 0, opt;
+    int test_only = 0, allow_root = 0, opt;
     while ((opt = getopt_long(argc, argv, "c:thV", opts, NULL)) != -1) {
         switch (opt) {
         case 'c': path = optarg; break;
         case 't': test_only = 1; break;
+        case 'R': allow_root = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("echosrv %s (plugin ABI %d.%d)\n", PACKAGE_VERSION,
                          ES_PLUGIN_ABI_MAJOR, ES_PLUGIN_ABI_MINOR);
@@ -179,6 +190,7 @@ int main(int argc, char **argv)
     server srv;
     memset(&srv, 0, sizeof srv);
     srv.config_path = path;
+    srv.allow_root = allow_root;
     srv.donefd = srv.reapfd = -1;
     int sfd = -1;
     conn_host_init(&srv.host);
@@ -216,6 +228,12 @@ int main(int argc, char **argv)
         goto out;
     }
     if (gen_bind(&srv, g, err, sizeof err) < 0) {
+        fprintf(stderr, "echosrv: %s\n", err);
+        goto out;
+    }
+    /* Everything that needs the starting user's rights is done: sockets
+     * bound, plugins initialised. Workers start as the configured user. */
+    if (privs_drop(&g->cfg, srv.socks, srv.nsocks, err, sizeof err) < 0) {
         fprintf(stderr, "echosrv: %s\n", err);
         goto out;
     }

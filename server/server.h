@@ -190,6 +190,7 @@ typedef struct plugin_file {
 
 struct server {
     const char *config_path;
+    int allow_root;        /* --allow-root */
     _Atomic(gen *) gen;    /* the current generation */
     unsigned next_gen;     /* id of the next generation */
     sock **socks;          /* main thread only */

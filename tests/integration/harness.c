@@ -399,6 +399,18 @@ static bool wait_until(struct hs_proc *p, long deadline)
 
 struct hs_proc *hs_spawn(const char *const args[], long nofile)
 {
+    const char *all[MAX_ARGS + 1];
+    int n = 0;
+
+    all[n++] = "--allow-root";
+    for (int i = 0; args[i] != NULL && n < MAX_ARGS; i++)
+        all[n++] = args[i];
+    all[n] = NULL;
+    return hs_spawn_exact(all, nofile);
+}
+
+struct hs_proc *hs_spawn_exact(const char *const args[], long nofile)
+{
     const char *bin = hs_env_path("ECHOSRV");
     char *argv[MAX_ARGS + 2];
     int pfd[2] = { -1, -1 };
@@ -711,8 +723,15 @@ void hs_proc_free_all(void)
 
 struct hs_proc *hs_server_start(const char *conf, int nlisten, long nofile, int timeout_ms)
 {
-    const char *args[] = { "-c", conf, NULL };
-    struct hs_proc *p = hs_spawn(args, nofile);
+    const char *args[] = { "--allow-root", "-c", conf, NULL };
+
+    return hs_server_start_args(args, nlisten, nofile, timeout_ms);
+}
+
+struct hs_proc *hs_server_start_args(const char *const args[], int nlisten, long nofile,
+                                     int timeout_ms)
+{
+    struct hs_proc *p = hs_spawn_exact(args, nofile);
 
     if (p == NULL)
         return NULL;
@@ -729,9 +748,9 @@ struct hs_proc *hs_server_start(const char *conf, int nlisten, long nofile, int 
     return p;
 }
 
-int hs_run(const char *const args[], int timeout_ms, char **output)
+/* hs_run() of a process already spawned (or NULL, when spawning failed). */
+static int run(struct hs_proc *p, int timeout_ms, char **output)
 {
-    struct hs_proc *p = hs_spawn(args, 0);
     int st;
 
     if (output != NULL)
@@ -747,6 +766,16 @@ int hs_run(const char *const args[], int timeout_ms, char **output)
         *output = hs_output(p);
     hs_proc_free(p);
     return st;
+}
+
+int hs_run(const char *const args[], int timeout_ms, char **output)
+{
+    return run(hs_spawn(args, 0), timeout_ms, output);
+}
+
+int hs_run_exact(const char *const args[], int timeout_ms, char **output)
+{
+    return run(hs_spawn_exact(args, 0), timeout_ms, output);
 }
 
 /* Parses ADDR ("a.b.c.d:PORT", "[v6]:PORT", "unix:/path") into SS. Returns 0 or -1. */

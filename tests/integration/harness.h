@@ -52,15 +52,23 @@ int hs_write_plugin_config(char *out, size_t cap, const char *dir, const char *n
                            const char *bind, const char *plugin, const char *extra_fmt, ...)
     __attribute__((format(printf, 7, 8)));
 
-/* Starts $ECHOSRV with ARGS (NULL-terminated, without argv[0]); stdin is /dev/null, stdout and
+/* Starts $ECHOSRV with --allow-root and ARGS (NULL-terminated, without argv[0]): tests that are
+ * not about privileges run as whoever runs them, root included. stdin is /dev/null, stdout and
  * stderr go to a CLOEXEC pipe drained in the background. NOFILE > 0 sets RLIMIT_NOFILE (soft
  * and hard) in the child before exec. Returns NULL on failure. Free with hs_proc_free(). */
 struct hs_proc *hs_spawn(const char *const args[], long nofile);
 
-/* Runs `echosrv -c CONF` and waits (at most TIMEOUT_MS) until its output holds NLISTEN lines
- * containing "listening on ". On failure prints the output as '# ' lines, kills the child and
+/* hs_spawn() with exactly ARGS (no --allow-root): for the tests of running as root. */
+struct hs_proc *hs_spawn_exact(const char *const args[], long nofile);
+
+/* Runs `echosrv --allow-root -c CONF` and waits (at most TIMEOUT_MS) until its output holds
+ * NLISTEN lines containing "listening on ". On failure prints the output as '# ' lines, kills the child and
  * returns NULL. */
 struct hs_proc *hs_server_start(const char *conf, int nlisten, long nofile, int timeout_ms);
+
+/* hs_server_start() of `echosrv ARGS` exactly (hs_spawn_exact()). */
+struct hs_proc *hs_server_start_args(const char *const args[], int nlisten, long nofile,
+                                     int timeout_ms);
 
 /* Waits until the output holds N "listening on " lines and parses their addresses. Returns 0,
  * or -1 on timeout or if the child closed its output first. */
@@ -95,9 +103,12 @@ void hs_proc_free(struct hs_proc *p);
 /* hs_proc_free() on every process still alive from hs_spawn(): for test teardown. */
 void hs_proc_free_all(void);
 
-/* Runs $ECHOSRV with ARGS to completion (at most TIMEOUT_MS, then SIGKILL). Returns the wait
- * status or -1; *OUTPUT (if not NULL) receives its stdout+stderr, which the caller frees. */
+/* Runs $ECHOSRV with --allow-root and ARGS to completion (at most TIMEOUT_MS, then SIGKILL).
+ * Returns the wait status or -1; *OUTPUT (if not NULL) receives its stdout+stderr, which the caller frees. */
 int hs_run(const char *const args[], int timeout_ms, char **output);
+
+/* hs_run() with exactly ARGS (hs_spawn_exact(): no --allow-root). */
+int hs_run_exact(const char *const args[], int timeout_ms, char **output);
 
 /* Opens a blocking CLOEXEC stream socket to ADDR (the syntax of hs_addr()) with SO_RCVTIMEO
  * and SO_SNDTIMEO of TIMEOUT_MS (TCP_NODELAY for TCP). Returns the fd or -1. */

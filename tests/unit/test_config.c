@@ -8,7 +8,9 @@
 
 #include <arpa/inet.h>
 #include <ftw.h>
+#include <grp.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -932,6 +934,66 @@ static void test_tls_keys(void **state)
     free(path);
 }
 
+/* user and group: names and numeric ids resolved at load time, the
+ * group defaulting to the user's primary group whatever the key order. */
+static void test_user_group_keys(void **state)
+{
+    (void)state;
+    const struct passwd *pw = getpwnam("nobody");
+    assert_non_null(pw);
+    uid_t nobody_uid = pw->pw_uid;
+    gid_t nobody_gid = pw->pw_gid;
+    config cfg;
+
+    char *path = load_ok(&cfg, "[server]\nbind = :1\n");
+    assert_null(cfg.user);
+    assert_null(cfg.group);
+    assert_int_equal(cfg.user_line, 0);
+    config_free(&cfg);
+    free(path);
+
+    path = load_ok(&cfg, "[server]\n\nuser = nobody\n");
+    assert_string_equal(cfg.user, "nobody");
+    assert_string_equal(cfg.user_name, "nobody");
+    assert_int_equal(cfg.user_line, 3);
+    assert_int_equal(cfg.uid, nobody_uid);
+    assert_int_equal(cfg.gid, nobody_gid);
+    assert_null(cfg.group);
+    config_free(&cfg);
+    free(path);
+
+    /* A numeric uid with an entry gets its name (for initgroups) and group. */
+    char text[256];
+    snprintf(text, sizeof text, "[server]\nuser = %u\n", (unsigned)nobody_uid);
+    path = load_ok(&cfg, text);
+    assert_int_equal(cfg.uid, nobody_uid);
+    assert_string_equal(cfg.user_name, "nobody");
+    assert_int_equal(cfg.gid, nobody_gid);
+    config_free(&cfg);
+    free(path);
+
+    /* group overrides the primary group, before or after user. */
+    path = load_ok(&cfg, "[server]\nuser = nobody\ngroup = root\n");
+    assert_string_equal(cfg.group, "root");
+    assert_int_equal(cfg.group_line, 3);
+    assert_int_equal(cfg.gid, 0);
+    config_free(&cfg);
+    free(path);
+    path = load_ok(&cfg, "[server]\ngroup = 4242\nuser = nobody\n");
+    assert_int_equal(cfg.gid, 4242);
+    assert_int_equal(cfg.group_line, 2);
+    config_free(&cfg);
+    free(path);
+
+    /* A uid without an entry is allowed with an explicit group. */
+    path = load_ok(&cfg, "[server]\nuser = 3999999999\ngroup = 3999999998\n");
+    assert_int_equal(cfg.uid, 3999999999u);
+    assert_int_equal(cfg.gid, 3999999998u);
+    assert_null(cfg.user_name);
+    config_free(&cfg);
+    free(path);
+}
+
 static void test_tls_errors(void **state)
 {
     (void)state;
@@ -961,6 +1023,27 @@ static void test_tls_errors(void **state)
                                           "has no tls_cert");
     load_err("[listener x]\nbind = :1\ntls_handshake_timeout = 5\n", 3,
              "unknown key 'tls_handshake_timeout' in [listener x]");
+}
+
+static void test_user_group_errors(void **state)
+{
+    (void)state;
+    load_err("[server]\nbind = :1\nuser = no_such_user_x\n", 3,
+             "user: unknown user 'no_such_user_x'");
+    load_err("[server]\nuser = nobody\n\ngroup = no_such_group_x\n", 4,
+             "group: unknown group 'no_such_group_x'");
+    load_err("[server]\nuser = root\n", 2, "user: 'root' is root (uid 0)");
+    load_err("[server]\nuser = 0\n", 2, "--allow-root");
+    load_err("[server]\nuser =\n", 2, "user: empty value");
+    load_err("[server]\nuser = nobody\ngroup =\n", 3, "group: empty value");
+    load_err("[server]\nuser = -1\n", 2, "unknown user '-1'");
+    load_err("[server]\nuser = 4294967295\n", 2, "unknown user '4294967295'");
+    load_err("[server]\nbind = :1\ngroup = nogroup\n", 3, "group without user");
+    load_err("[server]\nuser = 3999999999\n", 2,
+             "uid 3999999999 has no entry in the user database");
+    load_err("[server]\nuser = nobody\nuser = nobody\n", 3,
+             "duplicate key 'user' in [server] (first set at line 2)");
+    load_err("[listener a]\nbind = :1\nuser = nobody\n", 3, "unknown key 'user'");
 }
 
 static void test_unknown_section_with_listeners(void **state)
@@ -1016,6 +1099,8 @@ int main(void)
         cmocka_unit_test(test_access_errors),
         cmocka_unit_test(test_tls_keys),
         cmocka_unit_test(test_tls_errors),
+        cmocka_unit_test(test_user_group_keys),
+        cmocka_unit_test(test_user_group_errors),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

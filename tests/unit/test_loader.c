@@ -7,10 +7,12 @@
 #include <cmocka.h>
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -320,6 +322,145 @@ static void test_close_runs_fini(void **state)
     free(path);
 }
 
+/* A private directory (mkdtemp, mode 0700) holding a copy of the echo
+ * plugin; its path and the copy's in *dir and *so (caller frees both, and
+ * removes them with remove_copy()). */
+static void copy_echo(char **dir, char **so)
+{
+    char *src = so_path("ES_PLUGIN_DIR", "echo");
+    char tmpl[] = "/tmp/test_loader.XXXXXX";
+    assert_non_null(mkdtemp(tmpl));
+    *dir = strdup(tmpl);
+    assert_non_null(*dir);
+    assert_true(asprintf(so, "%s/echo.so", *dir) > 0);
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    int out = open(*so, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    assert_true(in >= 0 && out >= 0);
+    char chunk[65536];
+    ssize_t n;
+    while ((n = read(in, chunk, sizeof chunk)) > 0)
+        assert_int_equal(write(out, chunk, (size_t)n), n);
+    assert_int_equal(n, 0);
+    close(in);
+    assert_int_equal(close(out), 0);
+    assert_int_equal(chmod(*so, 0644), 0);
+    free(src);
+}
+
+static void remove_copy(char *dir, char *so)
+{
+    chmod(dir, 0700);
+    unlink(so);
+    rmdir(dir);
+    free(so);
+    free(dir);
+}
+
+/* Opens path, which must load, and closes it. */
+static void loads(const char *path)
+{
+    plugin p;
+    char err[512] = "";
+    if (loader_open(&p, path, err, sizeof err) != 0)
+        fail_msg("loader_open %s: %s", path, err);
+    assert_string_equal(p.hooks.name, "echo");
+    loader_close(&p);
+}
+
+/* A plugin file that others can write is refused before dlopen, with its
+ * mode and the reason; chmod go-w makes it load. */
+static void test_refuse_writable_file(void **state)
+{
+    (void)state;
+    char *dir, *so;
+    copy_echo(&dir, &so);
+    loads(so);
+    static const struct { mode_t mode; const char *text, *who; } cases[] = {
+        {0664, "mode 0664", "group-writable"},
+        {0646, "mode 0646", "world-writable"},
+        {0666, "mode 0666", "world-writable"},
+        {0620, "mode 0620", "group-writable"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(chmod(so, cases[i].mode), 0);
+        check_refused(so, "refused", cases[i].text, cases[i].who);
+        char err[512] = "";
+        assert_int_equal(loader_check_file(so, geteuid(), err, sizeof err), -1);
+        assert_contains(err, "chmod go-w");
+    }
+    assert_int_equal(chmod(so, 0755), 0);
+    loads(so);
+    remove_copy(dir, so);
+}
+
+/* A directory anyone can write to is refused unless sticky, whether the
+ * file is named through it or reached through a symlink. */
+static void test_refuse_writable_dir(void **state)
+{
+    (void)state;
+    char *dir, *so;
+    copy_echo(&dir, &so);
+    assert_int_equal(chmod(dir, 0777), 0);
+    check_refused(so, "refused", "its directory", "mode 0777");
+    char err[512] = "";
+    assert_int_equal(loader_check_file(so, geteuid(), err, sizeof err), -1);
+    assert_contains(err, "sticky");
+    assert_contains(err, dir);
+
+    /* Named through a symlink in a safe directory: the real one counts. */
+    char *ldir, *lso;
+    copy_echo(&ldir, &lso);
+    assert_int_equal(unlink(lso), 0);
+    assert_int_equal(symlink(so, lso), 0);
+    check_refused(lso, "refused", dir, "mode 0777");
+
+    assert_int_equal(chmod(dir, 01777), 0);
+    loads(so);
+    loads(lso);
+    assert_int_equal(chmod(dir, 0775), 0); /* group-writable directories are not refused */
+    loads(so);
+    remove_copy(ldir, lso);
+    remove_copy(dir, so);
+}
+
+/* Owner: root or the effective user only. loader_check_file takes the
+ * effective uid, so both sides are checked whoever runs the test; as root
+ * the file is also given away for real and loader_open refuses it. */
+static void test_refuse_foreign_owner(void **state)
+{
+    (void)state;
+    char *dir, *so;
+    copy_echo(&dir, &so);
+    char err[512] = "";
+    uid_t me = geteuid();
+    if (me == 0) {
+        /* Root's file loads for any user; nobody's file only for nobody. */
+        assert_int_equal(loader_check_file(so, 4242, err, sizeof err), 0);
+        assert_int_equal(chown(so, 65534, 65534), 0);
+        check_refused(so, "refused", "owned by", "uid 65534");
+        assert_int_equal(loader_check_file(so, 65534, err, sizeof err), 0);
+        err[0] = '\0';
+        assert_int_equal(loader_check_file(so, 4242, err, sizeof err), -1);
+        assert_contains(err, "uid 4242");
+    } else {
+        /* Not root: my own file loads, and would be refused by another user. */
+        loads(so);
+        assert_int_equal(loader_check_file(so, me + 1, err, sizeof err), -1);
+        char want[64];
+        snprintf(want, sizeof want, "uid %u", (unsigned)me);
+        assert_contains(err, "owned by");
+        assert_contains(err, want);
+        assert_contains(err, "neither root nor the user echosrv runs as");
+    }
+    /* A root-owned file in root-owned directories passes for anyone. */
+    assert_int_equal(loader_check_file("/bin/sh", 4242, err, sizeof err), 0);
+    /* Not a regular file; a missing one is left to dlopen. */
+    assert_int_equal(loader_check_file(dir, me, err, sizeof err), -1);
+    assert_contains(err, "not a regular file");
+    assert_int_equal(loader_check_file("/nonexistent/x.so", me, err, sizeof err), 0);
+    remove_copy(dir, so);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -335,6 +476,9 @@ int main(void)
         cmocka_unit_test(test_descriptor_copied_to_its_size),
         cmocka_unit_test(test_echo_loads),
         cmocka_unit_test(test_close_runs_fini),
+        cmocka_unit_test(test_refuse_writable_file),
+        cmocka_unit_test(test_refuse_writable_dir),
+        cmocka_unit_test(test_refuse_foreign_owner),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
