@@ -269,7 +269,7 @@ gen *gen_load(server *srv, char *err, size_t errlen)
         snprintf(err, errlen, "%s: out of memory", srv->config_path);
         return NULL;
     }
-    g->id = srv->next_gen++;
+    g->id = srv->next_gen; /* taken (next_gen moved on) once the generation is published */
     atomic_init(&g->refs, 0);
     if (config_load(&g->cfg, srv->config_path, err, errlen) < 0)
         goto fail;

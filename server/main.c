@@ -142,9 +142,10 @@ static void reload(server *srv)
     srv->all = g;
     worker_switch_all(srv, g);
     gen_close_unused_socks(srv);
+    srv->next_gen++;
+    log_listening(g);
     log_msg(ES_LOG_INFO | LOG_ALWAYS, "configuration reloaded (generation %u, %zu listener%s)",
             g->id, g->nservices, g->nservices == 1 ? "" : "s");
-    log_listening(g);
     if (atomic_fetch_sub(&old->refs, 1) == 1) {
         /* No connection of it was left anywhere. */
         pthread_mutex_lock(&srv->lock);
@@ -201,6 +202,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         goto out;
     }
+    srv.next_gen++;
     g->older = srv.all;
     srv.all = g;
     atomic_store(&g->refs, 1);
