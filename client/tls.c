@@ -185,8 +185,13 @@ SSL_CTX *tls_ctx_new(const tls_config *cfg, char *err, size_t errlen)
             goto fail;
         }
         if (!SSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, SSL_FILETYPE_PEM)) {
-            snprintf(err, errlen, "cannot load the key file %s: %s", cfg->key_file,
-                     tls_reason(why, sizeof why));
+            unsigned long e = ERR_peek_error();
+            if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
+                snprintf(err, errlen, "the key file %s does not match the certificate %s: %s",
+                         cfg->key_file, cfg->cert_file, tls_reason(why, sizeof why));
+            else
+                snprintf(err, errlen, "cannot load the key file %s: %s", cfg->key_file,
+                         tls_reason(why, sizeof why));
             goto fail;
         }
         if (!SSL_CTX_check_private_key(ctx)) {
