@@ -955,7 +955,8 @@ static void timers_expire(es_client *c, uint64_t now)
         char msg[ERR_MAX];
         if (c->connecting.head->state == CONN_HANDSHAKE)
             snprintf(msg, sizeof msg,
-                     "TLS handshake with %s not done within %d ms (is it a TLS server?)",
+                     "TLS handshake with %s timed out: not done within %d ms "
+                     "(is it a TLS server?)",
                      c->addr_text, c->connect_timeout_ms);
         else
             snprintf(msg, sizeof msg, "cannot connect to %s: no answer within %d ms",
