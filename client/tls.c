@@ -151,8 +151,12 @@ SSL_CTX *tls_ctx_new(const tls_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "cannot require TLS 1.2: %s", tls_reason(why, sizeof why));
         goto fail;
     }
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    SSL_CTX_clear_mode(ctx, SSL_MODE_AUTO_RETRY);       /* non-blocking: we retry ourselves */
+    /* SSL_MODE_AUTO_RETRY (OpenSSL's default) stays on: after a record that is not
+     * application data (a session ticket, a key update) SSL_read goes on reading, so
+     * WANT_READ always means the socket is drained - which an edge-triggered loop (echocli
+     * bench) relies on for its next wake-up. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                          SSL_MODE_AUTO_RETRY);
     if (cfg->insecure) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
     } else {
