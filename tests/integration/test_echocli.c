@@ -49,7 +49,7 @@ struct ctx {
     struct fake fake;
     struct hs_cmd runs[8];
     int nruns;
-    struct tls_peer *peers[2];  /* TLS echo peers, stopped at teardown */
+    struct tls_peer *peers[3];  /* TLS echo peers, stopped at teardown */
     char certs[320];            /* the test PKI (mkcerts.sh) in the test's directory */
 };
 
@@ -74,7 +74,7 @@ static int teardown(void **state)
             close(c->fake.fd);
         for (int i = 0; i < c->nruns; i++)
             hs_cmd_free(&c->runs[i]);
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < 3; i++)
             tls_peer_stop(c->peers[i]);
     }
     return hs_ctx_teardown(state);
@@ -651,9 +651,11 @@ static const char *pki(struct ctx *c, const char *name)
     return b;
 }
 
-/* Starts TLS echo peer I (0 or 1) serving the test PKI's server certificate, or a plaintext
- * echo with PLAIN; requiring a client certificate with MUTUAL. Returns its address. */
-static const char *peer_start(struct ctx *c, int i, bool plain, bool mutual, bool chatty)
+/* Starts TLS echo peer I (0 to 2) serving the test PKI's server certificate, or a plaintext
+ * echo with PLAIN; requiring a client certificate with MUTUAL; with CHATTY a ticket and a key
+ * update after every reply; with RESET a reset as soon as data arrives. Returns its address. */
+static const char *peer_start_x(struct ctx *c, int i, bool plain, bool mutual, bool chatty,
+                                bool reset)
 {
     struct tls_peer_opts o = { 0 };
     char cert[400], key[400], ca[400], err[256];
@@ -666,10 +668,16 @@ static const char *peer_start(struct ctx *c, int i, bool plain, bool mutual, boo
     o.key_file = key;
     o.client_ca_file = mutual ? ca : NULL;
     o.ticket_after_reply = o.key_update_after_reply = chatty;
+    o.reset_on_data = reset;
     c->peers[i] = tls_peer_start(&o, err, sizeof err);
     if (c->peers[i] == NULL)
         HS_FAIL("tls_peer_start: %s", err);
     return tls_peer_addr(c->peers[i]);
+}
+
+static const char *peer_start(struct ctx *c, int i, bool plain, bool mutual, bool chatty)
+{
+    return peer_start_x(c, i, plain, mutual, chatty, false);
 }
 
 /* 11. TLS in message and stdin modes: verified against --cacert, or --insecure; refused with
@@ -780,6 +788,16 @@ static void test_tls_bench(void **state)
     if (json_number(r->out, "errors_connect") != 2)
         HS_FAIL("bench with a wrong CA: expected errors_connect 2: %s", r->out);
     expect_stderr_has(r, "bench with a wrong CA", "certificate verify failed", NULL);
+
+    /* A peer that resets mid-request: bench (which leaves SIGPIPE's default action alone)
+     * counts the connection as closed, and is not killed by SIGPIPE. */
+    const char *reset[] = { "bench", "-a", peer_start_x(c, 2, false, false, false, true),
+                            "--cacert", pki(c, "ca.pem"), "-c", "1", "-n", "50", "-s", "1m",
+                            "-P", "4", "--json", NULL };
+    r = cli_run(c, reset, NULL, 0, RUN_MS);
+    expect_exit(r, 1, "bench against a peer that resets");
+    if (json_number(r->out, "errors_closed") != 1)
+        HS_FAIL("bench against a peer that resets: expected errors_closed 1: %s", r->out);
 }
 
 /* 14. TLS arguments: --cert without --key and the reverse are bad arguments (exit 2 with

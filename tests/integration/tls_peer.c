@@ -244,6 +244,7 @@ static int handshake(struct tls_peer *p, struct pconn *k)
         k->want_write = 0;
         pthread_mutex_lock(&p->mu);
         p->st.handshakes++;
+        pthread_cond_broadcast(&p->cv);
         pthread_mutex_unlock(&p->mu);
         return serve(p, k);
     }
@@ -258,6 +259,7 @@ static int handshake(struct tls_peer *p, struct pconn *k)
         reason(p->st.last_error, sizeof p->st.last_error);
     else
         snprintf(p->st.last_error, sizeof p->st.last_error, "connection closed (%d)", e);
+    pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     /* The alert is out: read what the client still sends until it closes, so the close
      * does not turn into a reset that could overtake the alert. */
@@ -504,6 +506,13 @@ int tls_peer_wait_closed(struct tls_peer *p, int n, int timeout_ms)
 int tls_peer_wait_replies(struct tls_peer *p, int n, int timeout_ms)
 {
     return wait_count(p, &p->st.replies, n, timeout_ms);
+}
+
+int tls_peer_wait_handshakes(struct tls_peer *p, int ok, int failed, int timeout_ms)
+{
+    if (wait_count(p, &p->st.handshakes, ok, timeout_ms) < 0)
+        return -1;
+    return wait_count(p, &p->st.failed, failed, timeout_ms);
 }
 
 void tls_peer_get_stats(struct tls_peer *p, struct tls_peer_stats *out)

@@ -50,6 +50,11 @@ int tls_peer_wait_closed(struct tls_peer *p, int n, int timeout_ms);
  * ticket, a key update). Returns 0, or -1 on timeout. */
 int tls_peer_wait_replies(struct tls_peer *p, int n, int timeout_ms);
 
+/* Waits up to timeout_ms (each) until at least ok handshakes have completed and failed have
+ * failed, as the peer sees them: a TLS 1.3 client is done before its server. Returns 0, or
+ * -1 on timeout. */
+int tls_peer_wait_handshakes(struct tls_peer *p, int ok, int failed, int timeout_ms);
+
 /* A consistent copy of the counters into out. */
 void tls_peer_get_stats(struct tls_peer *p, struct tls_peer_stats *out);
 
