@@ -790,7 +790,7 @@ static void test_tls_bench(void **state)
     expect_stderr_has(r, "bench with a wrong CA", "certificate verify failed", NULL);
 
     /* A peer that resets mid-request: bench (which leaves SIGPIPE's default action alone)
-     * counts the connection as closed, and is not killed by SIGPIPE. */
+     * counts the connection as closed and lives on. */
     const char *reset[] = { "bench", "-a", peer_start_x(c, 2, false, false, false, true),
                             "--cacert", pki(c, "ca.pem"), "-c", "1", "-n", "50", "-s", "1m",
                             "-P", "4", "--json", NULL };
