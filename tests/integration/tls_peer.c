@@ -154,8 +154,10 @@ static int flush(struct tls_peer *p, struct pconn *k)
         rc = -1;
         break;
     }
-    memmove(k->out, k->out + off, k->out_len - off);
-    k->out_len -= off;
+    if (off > 0) {
+        memmove(k->out, k->out + off, k->out_len - off);
+        k->out_len -= off;
+    }
     if (k->out_len == 0)
         k->want_write = 0;
     if (rc < 0 || k->out_len > 0)
