@@ -2,6 +2,8 @@
 #ifndef ECHOSRV_CLI_H
 #define ECHOSRV_CLI_H
 
+#include <getopt.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,5 +29,47 @@ int cli_parse_count(const char *text, uint64_t min, uint64_t max, uint64_t *out)
  * (capacity FRAME_SEP_MAX). Returns its length (>= 1), or -1 after printing
  * a message on stderr. */
 int cli_parse_separator(const char *text, uint8_t *out);
+
+/* The TLS options of message mode and bench. --cacert, --cert, --key, --insecure and
+ * --servername imply --tls. */
+struct cli_tls {
+    bool on;
+    bool insecure;
+    const char *cafile;         /* NULL: the system's CA paths */
+    const char *cert, *key;     /* client certificate and key, both or neither */
+    const char *servername;     /* NULL: the host of the address */
+};
+
+enum {
+    CLI_OPT_TLS = 0x100, CLI_OPT_CACERT, CLI_OPT_CERT, CLI_OPT_KEY, CLI_OPT_INSECURE,
+    CLI_OPT_SERVERNAME,
+};
+
+/* Entries of a getopt_long table for the TLS options. */
+#define CLI_TLS_LONGOPTS \
+    { "tls", no_argument, NULL, CLI_OPT_TLS }, \
+    { "cacert", required_argument, NULL, CLI_OPT_CACERT }, \
+    { "cert", required_argument, NULL, CLI_OPT_CERT }, \
+    { "key", required_argument, NULL, CLI_OPT_KEY }, \
+    { "insecure", no_argument, NULL, CLI_OPT_INSECURE }, \
+    { "servername", required_argument, NULL, CLI_OPT_SERVERNAME }
+
+/* The lines of the usage text that describe them. */
+#define CLI_TLS_USAGE \
+    "  --tls                 connect with TLS (1.2 or later); implied by the options below\n" \
+    "  --cacert FILE         CA certificates (PEM) that verify the server (default: the\n" \
+    "                        system's)\n" \
+    "  --cert FILE           client certificate (PEM) for mutual TLS; needs --key\n" \
+    "  --key FILE            the client certificate's private key (PEM); needs --cert\n" \
+    "  --insecure            do not verify the server's certificate\n" \
+    "  --servername NAME     name to send (SNI) and verify (default: the host of ADDR)\n"
+
+/* Takes getopt's opt (and optarg) into t if it is a TLS option. Returns 1 if it was one,
+ * 0 if not. */
+int cli_tls_opt(struct cli_tls *t, int opt, const char *arg);
+
+/* Checks the TLS options once all are parsed. Returns 0, or -1 after a message on stderr
+ * that names prog. */
+int cli_tls_check(const struct cli_tls *t, const char *prog);
 
 #endif

@@ -21,10 +21,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "addr.h"
 #include "cli.h"
 #include "frame.h"
 #include "hist.h"
+#include "tls.h"
 
 #define PAT_LEN 65521u          /* pattern period: prime, so it never lines up with buffer sizes */
 #define RBUF_SIZE (256u * 1024) /* one read buffer per loop */
@@ -34,8 +38,9 @@
 #define MAX_DIAG 10             /* error details printed per run */
 #define PROGRESS_NS 250000000u  /* progress line period */
 #define SCAN_NS 100000000u      /* period of the timeout scans */
+#define TBUF_SIZE 16384u        /* TLS: requests staged for one SSL_write, one record at most */
 
-enum { B_CONNECTING, B_READY, B_DEAD };
+enum { B_CONNECTING, B_HANDSHAKE, B_READY, B_DEAD };
 enum { E_CONNECT, E_CLOSED, E_MISMATCH, E_TIMEOUT, E_KINDS };
 static const char *const error_names[E_KINDS] = { "connect", "closed", "mismatch", "timeout" };
 enum { OUT_HUMAN, OUT_CSV, OUT_JSON };
@@ -52,6 +57,7 @@ struct bench_opts {
     uint8_t sep[FRAME_SEP_MAX];
     size_t sep_len;
     int format;
+    struct cli_tls tls;
 };
 
 /*
@@ -74,6 +80,15 @@ struct bconn {
     frame_scan fs;
     uint8_t *carry;
     size_t carry_len;
+    /* TLS: requests are copied into tbuf (TBUF_SIZE bytes, from the sent position on) and
+     * written from there, as SSL_write has no gather form; the staged requests' budget is
+     * taken when they are staged. */
+    SSL *ssl;
+    bool tls_ok;                /* no fatal TLS error: close_notify on retire */
+    bool rd_wants_write;        /* SSL_read waits for EPOLLOUT */
+    bool wr_wants_read;         /* SSL_write waits for EPOLLIN */
+    uint8_t *tbuf;
+    size_t tlen, toff;
 };
 
 /* One epoll loop and the connections it owns; everything is touched by its thread only, but
@@ -94,6 +109,8 @@ struct bworker {
 };
 
 static struct bench_opts g_opt;
+static SSL_CTX *g_ssl_ctx;      /* with --tls */
+static char g_tls_name[ADDR_TEXT_MAX];  /* verified and sent as SNI; "": none */
 static uint8_t *g_body;         /* PAT_LEN + size bytes: the pattern, repeated */
 static _Atomic uint64_t g_deadline;     /* CLOCK_MONOTONIC ns when sending stops; 0: none */
 static atomic_int g_diag;
@@ -120,7 +137,10 @@ static void usage(FILE *f)
         "  -T THREADS      epoll loops, the connections split between them (default 1)\n"
         "  -S SEPARATOR    the server's separator, C escapes (default \\r\\n\\r\\n)\n"
         "  --csv, --json   print a CSV header and row, or one JSON object, instead of a summary\n"
-        "Every reply byte is checked. Exit status: 0, 1 if any error was counted, 2 on bad usage.\n");
+        "TLS (the handshakes are done before the clock starts):\n"
+        CLI_TLS_USAGE
+        "Every reply byte is checked. Exit status: 0, 1 if any error was counted (a failed TLS\n"
+        "handshake is a connect error), 2 on bad usage.\n");
 }
 
 static uint64_t now_ns(void)
@@ -194,9 +214,28 @@ static uint64_t conn_inflight(const struct bconn *c)
     return c->wseq - c->rseq + (c->wpos > 0);
 }
 
+/* Free the TLS state of c: a close_notify first (one attempt) if notify and the session is
+ * sound. */
+static void conn_tls_free(struct bconn *c, bool notify)
+{
+    if (c->ssl == NULL)
+        return;
+    if (notify && c->tls_ok && c->state == B_READY) {
+        ERR_clear_error();
+        SSL_shutdown(c->ssl);
+    }
+    SSL_free(c->ssl);
+    ERR_clear_error();
+    c->ssl = NULL;
+    free(c->tbuf);
+    c->tbuf = NULL;
+    c->tlen = c->toff = 0;
+}
+
 /* Count an error of KIND against the connection and close it. Owning loop only. */
 static void conn_fail(struct bworker *w, struct bconn *c, int kind)
 {
+    conn_tls_free(c, false);
     if (c->state == B_READY) {
         w->inflight -= conn_inflight(c);
         w->live--;
@@ -212,6 +251,7 @@ static void conn_fail(struct bworker *w, struct bconn *c, int kind)
 /* Close a connection that is done, without an error. */
 static void conn_retire(struct bworker *w, struct bconn *c)
 {
+    conn_tls_free(c, true);
     if (c->state == B_READY)
         w->live--;
     if (c->fd >= 0)
@@ -334,11 +374,49 @@ static int conn_consume(struct bworker *w, struct bconn *c, const uint8_t *p, si
     return 0;
 }
 
+/* Read through OpenSSL until it wants more from the socket (WANT_READ): only then is nothing
+ * left that epoll could not see (decrypted bytes, a buffered record). Returns 0, or -1 once
+ * the connection is gone. */
+static int conn_read_tls(struct bworker *w, struct bconn *c)
+{
+    c->rd_wants_write = false;
+    for (;;) {
+        ERR_clear_error();
+        int n = SSL_read(c->ssl, w->rbuf, RBUF_SIZE);
+
+        if (n > 0) {
+            if (conn_consume(w, c, w->rbuf, (size_t)n) < 0)
+                return -1;
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, n);
+        if (e == SSL_ERROR_WANT_READ)
+            return 0;
+        if (e == SSL_ERROR_WANT_WRITE) {
+            c->rd_wants_write = true;
+            return 0;
+        }
+        char why[256];
+        int rc = tls_failure(c->ssl, n, e, why, sizeof why);
+        c->tls_ok = e == SSL_ERROR_ZERO_RETURN;
+        if (rc == -ECONNRESET && conn_inflight(c) == 0 && !w->sending) {
+            conn_retire(w, c);          /* nothing lost */
+            return -1;
+        }
+        diag("connection %u: %s with %" PRIu64 " request(s) in flight", c->id, why,
+             conn_inflight(c));
+        conn_fail(w, c, E_CLOSED);
+        return -1;
+    }
+}
+
 /* Read until the socket is drained: a short read says so, unless the event also reported
  * the peer's close (hup), which only a read of 0 shows, since no new edge will come for it.
  * Returns 0, or -1 once the connection is gone. */
 static int conn_read(struct bworker *w, struct bconn *c, bool hup)
 {
+    if (c->ssl != NULL)
+        return conn_read_tls(w, c);
     for (;;) {
         ssize_t n = read(c->fd, w->rbuf, RBUF_SIZE);
 
@@ -377,7 +455,8 @@ static int add_request(struct iovec *iov, int n, const struct bconn *c, uint64_t
     return n;
 }
 
-/* Account for r bytes sent at time t: start times, budget, requests in flight. */
+/* Account for r bytes sent at time t: start times, budget (unless taken already when the
+ * requests were staged), requests in flight. */
 static void conn_sent(struct bworker *w, struct bconn *c, size_t r, uint64_t t)
 {
     while (r > 0) {
@@ -387,7 +466,7 @@ static void conn_sent(struct bworker *w, struct bconn *c, size_t r, uint64_t t)
             if (c->wseq == c->rseq)
                 c->t_active = t;
             c->tsend[c->wseq % g_opt.pipeline] = t;
-            if (w->budget != UINT64_MAX)
+            if (w->budget != UINT64_MAX && c->ssl == NULL)
                 w->budget--;
             w->inflight++;
         }
@@ -402,12 +481,92 @@ static void conn_sent(struct bworker *w, struct bconn *c, size_t r, uint64_t t)
     }
 }
 
+/* Copy into c->tbuf, from the sent position on, the rest of the current request and new ones
+ * while the pipeline and the budget allow, TBUF_SIZE bytes at most; the budget of the
+ * requests started here is taken now. Returns the bytes staged. */
+static size_t tls_stage(struct bworker *w, struct bconn *c)
+{
+    uint64_t seq = c->wseq, infl = conn_inflight(c);
+    size_t pos = c->wpos, len = 0;
+
+    for (;;) {
+        if (pos == 0) {
+            if (!w->sending || infl >= g_opt.pipeline || w->budget == 0)
+                break;
+            infl++;
+            if (w->budget != UINT64_MAX)
+                w->budget--;
+        }
+        while (pos < g_opt.msglen && len < TBUF_SIZE) {
+            const uint8_t *src;
+            size_t n;
+            if (pos < g_opt.size) {
+                src = g_body + body_offset(c->id, seq) + pos;
+                n = g_opt.size - pos;
+            } else {
+                src = g_opt.sep + (pos - g_opt.size);
+                n = g_opt.msglen - pos;
+            }
+            if (n > TBUF_SIZE - len)
+                n = TBUF_SIZE - len;
+            memcpy(c->tbuf + len, src, n);
+            len += n;
+            pos += n;
+        }
+        if (pos < g_opt.msglen)
+            break;                      /* the buffer is full */
+        seq++;
+        pos = 0;
+    }
+    return len;
+}
+
+/* conn_write over TLS: stage requests, SSL_write them. Returns 0, or -1 once the connection
+ * failed. */
+static int conn_write_tls(struct bworker *w, struct bconn *c)
+{
+    while (c->state == B_READY && !c->blocked && !c->wr_wants_read) {
+        if (c->toff == c->tlen) {
+            c->toff = 0;
+            c->tlen = tls_stage(w, c);
+            if (c->tlen == 0)
+                return 0;
+        }
+        uint64_t t = now_ns();
+        ERR_clear_error();
+        int r = SSL_write(c->ssl, c->tbuf + c->toff, (int)(c->tlen - c->toff));
+        if (r > 0) {
+            conn_sent(w, c, (size_t)r, t);
+            c->toff += (size_t)r;
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_WRITE) {
+            c->blocked = true;
+            return 0;
+        }
+        if (e == SSL_ERROR_WANT_READ) {
+            c->wr_wants_read = true;
+            return 0;
+        }
+        char why[256];
+        tls_failure(c->ssl, r, e, why, sizeof why);
+        c->tls_ok = false;
+        diag("connection %u: send: %s", c->id, why);
+        conn_fail(w, c, E_CLOSED);
+        return -1;
+    }
+    return 0;
+}
+
 /* Send the rest of the current request and start new ones while the pipeline and the budget
  * allow, until EAGAIN. Returns 0, or -1 once the connection failed. */
 static int conn_write(struct bworker *w, struct bconn *c)
 {
     struct iovec iov[MAX_IOV];
 
+    if (c->ssl != NULL)
+        return conn_write_tls(w, c);
     while (c->state == B_READY && !c->blocked) {
         uint64_t seq = c->wseq, infl = conn_inflight(c), budget = w->budget;
         struct msghdr mh = { .msg_iov = iov };
@@ -444,14 +603,65 @@ static int conn_write(struct bworker *w, struct bconn *c)
 
 static void conn_event(struct bworker *w, struct bconn *c, uint32_t ev)
 {
+    bool in = (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+
     if (c->state != B_READY)
         return;
-    if ((ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) &&
+    if ((in || (c->rd_wants_write && (ev & EPOLLOUT))) &&
         conn_read(w, c, (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) < 0)
         return;
     if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))
         c->blocked = false;
+    if (in)
+        c->wr_wants_read = false;
     conn_write(w, c);
+}
+
+/* One step of c's TLS handshake. Returns 1 once done (c is ready), 0 while it waits for the
+ * socket, -1 if it failed (c is dead, counted as a connect error). */
+static int conn_handshake(struct bworker *w, struct bconn *c, const char *text)
+{
+    ERR_clear_error();
+    int r = SSL_connect(c->ssl);
+
+    if (r == 1) {
+        c->state = B_READY;
+        c->tls_ok = true;
+        c->pending_in = true;           /* what OpenSSL may hold is read before the run */
+        w->live++;
+        return 1;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return 0;
+    char why[256];
+    tls_failure(c->ssl, r, e, why, sizeof why);
+    diag("TLS handshake with %s failed: %s", text, why);
+    conn_fail(w, c, E_CONNECT);
+    return -1;
+}
+
+/* The TCP connection of c is up: ready, or with TLS its handshake begins. Returns as
+ * conn_handshake() does. */
+static int conn_tcp_up(struct bworker *w, struct bconn *c, const char *text)
+{
+    char err[256];
+
+    if (g_ssl_ctx == NULL) {
+        c->state = B_READY;
+        w->live++;
+        return 1;
+    }
+    c->tbuf = malloc(TBUF_SIZE);
+    c->ssl = c->tbuf ? tls_conn_new(g_ssl_ctx, c->fd, g_tls_name[0] ? g_tls_name : NULL, err,
+                                    sizeof err) : NULL;
+    if (c->ssl == NULL) {
+        diag("TLS with %s: %s", text, c->tbuf ? err : "out of memory");
+        conn_fail(w, c, E_CONNECT);
+        return -1;
+    }
+    c->state = B_HANDSHAKE;
+    return conn_handshake(w, c, text);
 }
 
 /* Start a connection: non-blocking for TCP, blocking (bounded by SO_SNDTIMEO) for unix
@@ -496,9 +706,10 @@ static void conn_open(struct bworker *w, struct bconn *c)
         conn_fail(w, c, E_CONNECT);
         return;
     }
-    c->state = rc == 0 ? B_READY : B_CONNECTING;
+    c->state = B_CONNECTING;
     if (rc == 0)
-        w->live++;
+        conn_tcp_up(w, c, addr_format((struct sockaddr *)&g_opt.addr.ss, g_opt.addr.len, text,
+                                      sizeof text));
 }
 
 /* Open the loop's connections, CONNECT_WINDOW at a time; return once none is pending. */
@@ -515,7 +726,7 @@ static void worker_connect(struct bworker *w)
             struct bconn *c = &w->conns[next++];
 
             conn_open(w, c);
-            pending += c->state == B_CONNECTING;
+            pending += c->state == B_CONNECTING || c->state == B_HANDSHAKE;
         }
         if (pending == 0 && (next == w->nconns || g_stop))
             return;
@@ -527,6 +738,11 @@ static void worker_connect(struct bworker *w)
 
             if (c->state == B_READY && (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)))
                 c->pending_in = true;
+            if (c->state == B_HANDSHAKE) {
+                if (conn_handshake(w, c, text) != 0)
+                    pending--;
+                continue;
+            }
             if (c->state != B_CONNECTING ||
                 !(evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
                 continue;
@@ -538,9 +754,10 @@ static void worker_connect(struct bworker *w)
                 conn_fail(w, c, E_CONNECT);
                 continue;
             }
-            c->state = B_READY;
-            w->live++;
-            if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP))
+            int up = conn_tcp_up(w, c, text);
+            if (up == 0)
+                pending++;              /* still pending: its handshake goes on */
+            else if (up > 0 && (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)))
                 c->pending_in = true;
         }
         uint64_t now = now_ns();
@@ -549,8 +766,12 @@ static void worker_connect(struct bworker *w)
             for (unsigned i = 0; i < next; i++) {
                 struct bconn *c = &w->conns[i];
 
-                if (c->state == B_CONNECTING && (g_stop || now - c->t_active > timeout_ns)) {
-                    if (!g_stop)
+                if ((c->state == B_CONNECTING || c->state == B_HANDSHAKE) &&
+                    (g_stop || now - c->t_active > timeout_ns)) {
+                    if (!g_stop && c->state == B_HANDSHAKE)
+                        diag("TLS handshake with %s: timed out after %g s (is it a TLS server?)",
+                             text, g_opt.timeout);
+                    else if (!g_stop)
                         diag("cannot connect to %s: timed out after %g s", text, g_opt.timeout);
                     conn_fail(w, c, E_CONNECT);
                     pending--;
@@ -650,6 +871,7 @@ static int parse_opts(int argc, char **argv)
         { "json", no_argument, NULL, 'J' },
         { "separator", required_argument, NULL, 'S' },
         { "help", no_argument, NULL, 'h' },
+        CLI_TLS_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
     char err[256];
@@ -719,9 +941,13 @@ static int parse_opts(int argc, char **argv)
             usage(stdout);
             return 1;
         default:
+            if (cli_tls_opt(&g_opt.tls, opt, optarg))
+                break;
             goto usage;
         }
     }
+    if (cli_tls_check(&g_opt.tls, "echocli bench") < 0)
+        goto usage;
     if (optind != argc) {
         fprintf(stderr, "echocli bench: unexpected argument '%s'\n", argv[optind]);
         goto usage;
@@ -842,9 +1068,10 @@ static void print_result(FILE *f, const struct bench_result *r)
     if (o->format == OUT_JSON) {
         fputs("{\"address\":", f);
         json_string(f, o->addr_text);
-        fprintf(f, ",\"connections\":%u,\"threads\":%u,\"size\":%zu,\"pipeline\":%u,"
-                "\"requests\":%" PRIu64 ",\"errors\":%" PRIu64, o->conns, o->threads, o->size,
-                o->pipeline, r->count, r->errors);
+        fprintf(f, ",\"tls\":%s,\"connections\":%u,\"threads\":%u,\"size\":%zu,"
+                "\"pipeline\":%u,\"requests\":%" PRIu64 ",\"errors\":%" PRIu64,
+                o->tls.on ? "true" : "false", o->conns, o->threads, o->size, o->pipeline,
+                r->count, r->errors);
         for (int k = 0; k < E_KINDS; k++)
             fprintf(f, ",\"errors_%s\":%" PRIu64, error_names[k], r->kinds[k]);
         fprintf(f, ",\"seconds\":%.6f,\"rate\":%.1f,\"mean_us\":%.1f", r->secs, r->rate,
@@ -861,7 +1088,7 @@ static void print_result(FILE *f, const struct bench_result *r)
         fputs(",seconds,rate,mean_us", f);
         for (int i = 0; i < 4; i++)
             fprintf(f, ",%s", p_names[i]);
-        fputs(",max_us,cpu_user_s,cpu_sys_s,cpu_us_per_request\n", f);
+        fputs(",max_us,cpu_user_s,cpu_sys_s,cpu_us_per_request,tls\n", f);
         csv_string(f, o->addr_text);
         fprintf(f, ",%u,%u,%zu,%u,%" PRIu64 ",%" PRIu64, o->conns, o->threads, o->size,
                 o->pipeline, r->count, r->errors);
@@ -870,12 +1097,13 @@ static void print_result(FILE *f, const struct bench_result *r)
         fprintf(f, ",%.6f,%.1f,%.1f", r->secs, r->rate, r->mean_us);
         for (int i = 0; i < 4; i++)
             fprintf(f, ",%.1f", r->p_us[i]);
-        fprintf(f, ",%.1f,%.3f,%.3f,%.3f\n", r->max_us, r->cpu_user, r->cpu_sys,
-                r->cpu_us_per_req);
+        fprintf(f, ",%.1f,%.3f,%.3f,%.3f,%d\n", r->max_us, r->cpu_user, r->cpu_sys,
+                r->cpu_us_per_req, o->tls.on ? 1 : 0);
     } else {
-        fprintf(f, "echocli bench: %s, %u connection%s (%u loop%s), %zu-byte messages, "
-                "pipeline %u\n", o->addr_text, o->conns, o->conns == 1 ? "" : "s", o->threads,
-                o->threads == 1 ? "" : "s", o->size, o->pipeline);
+        fprintf(f, "echocli bench: %s%s, %u connection%s (%u loop%s), %zu-byte messages, "
+                "pipeline %u\n", o->addr_text, o->tls.on ? " (TLS)" : "", o->conns,
+                o->conns == 1 ? "" : "s", o->threads, o->threads == 1 ? "" : "s", o->size,
+                o->pipeline);
         fprintf(f, "  requests  %" PRIu64 " in %.3f s: %.0f requests/s, %.1f MB/s each way\n",
                 r->count, r->secs, r->rate, r->rate * (double)o->msglen / 1e6);
         fprintf(f, "  latency   p50 %.1f us, p90 %.1f us, p99 %.1f us, p99.9 %.1f us, "
@@ -957,6 +1185,21 @@ int cli_bench_main(int argc, char **argv)
     rc = parse_opts(argc, argv);
     if (rc != 0)
         return rc > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    if (g_opt.tls.on) {
+        tls_config tc = { .ca_file = g_opt.tls.cafile, .cert_file = g_opt.tls.cert,
+                          .key_file = g_opt.tls.key, .insecure = g_opt.tls.insecure };
+        char err[512];
+
+        g_ssl_ctx = tls_ctx_new(&tc, err, sizeof err);
+        if (g_ssl_ctx == NULL) {
+            fprintf(stderr, "echocli bench: %s\n", err);
+            return CLI_EXIT_USAGE;
+        }
+        if (g_opt.tls.servername != NULL)
+            snprintf(g_tls_name, sizeof g_tls_name, "%s", g_opt.tls.servername);
+        else if (tls_host_of(g_opt.addr_text, g_tls_name, sizeof g_tls_name) < 0)
+            g_tls_name[0] = '\0';
+    }
     if (raise_nofile(g_opt.conns) < 0)
         return CLI_EXIT_FAIL;
     if (body_init() < 0) {
@@ -1044,13 +1287,17 @@ done:
             close(ws[t].epfd);
         free(ws[t].rbuf);
     }
-    for (unsigned i = 0; conns != NULL && i < g_opt.conns; i++)
+    for (unsigned i = 0; conns != NULL && i < g_opt.conns; i++) {
+        conn_tls_free(&conns[i], false);
         free(conns[i].carry);
+    }
     free(ws);
     free(conns);
     free(slots);
     free(res);
     free(g_body);
     g_body = NULL;
+    SSL_CTX_free(g_ssl_ctx);
+    g_ssl_ctx = NULL;
     return status;
 }

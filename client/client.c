@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -20,9 +21,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "addr.h"
 #include "buf.h"
 #include "frame.h"
+#include "tls.h"
 
 /*
  * Threads and locks.
@@ -52,6 +57,23 @@
  * request now + request_timeout_ms, so appending to the `connecting` and
  * `busy` lists keeps them ordered by deadline: expiring is O(1) per entry
  * and epoll_wait sleeps until the earlier head.
+ *
+ * TLS (option tls). After the TCP connect a connection does its handshake
+ * (CONN_HANDSHAKE, still in `connecting`, under the same deadline), driven
+ * by SSL_connect from the epoll loop; only then does it count as a session
+ * and join the pool. Every TLS read loops until SSL_read says WANT_READ, so
+ * no decrypted byte waits inside OpenSSL where epoll cannot see it; either
+ * direction may want the other (WANT_READ in a write, WANT_WRITE in a read,
+ * remembered in want_out). An idle connection is read through SSL_read,
+ * never peeked: TLS 1.3 servers send session tickets (and may send key
+ * updates) after the handshake, which OpenSSL consumes; only application
+ * data, close_notify, EOF or an error make it stale. A fatal alert on a
+ * connection that never carried a request is its handshake failing late
+ * (a TLS 1.3 server checks the client certificate after the client is
+ * done) and fails the request waiting at the head of the queue. The
+ * message and its separator sit in one buffer, so a request is one
+ * SSL_write (partial writes enabled). Sockets go through tls.c's BIO,
+ * which sends with MSG_NOSIGNAL (and the I/O thread blocks every signal).
  */
 
 #define DEFAULT_SEPARATOR "\r\n\r\n"
@@ -109,7 +131,7 @@ struct es_future {
     char err[ERR_MAX];
 };
 
-enum conn_state { CONN_CONNECTING, CONN_IDLE, CONN_BUSY };
+enum conn_state { CONN_CONNECTING, CONN_HANDSHAKE, CONN_IDLE, CONN_BUSY };
 
 /* One connection; the I/O thread's alone. */
 struct conn {
@@ -123,6 +145,10 @@ struct conn {
     buf in;               /* the reply read so far */
     frame_scan scan;
     int close_after;      /* es_response_close_connection while busy */
+    SSL *ssl;             /* with tls, from the TCP connect on */
+    int tls_up;           /* handshake done, no fatal error: close_notify on close */
+    int want_out;         /* the last TLS operation waits for the socket to be writable */
+    uint64_t served;      /* requests completed on it */
     char local[ADDR_TEXT_MAX]; /* with full_response */
     char peer[ADDR_TEXT_MAX];
 };
@@ -148,6 +174,8 @@ struct es_client {
     pthread_t thread;
     int thread_started;
     client_link *link;    /* with full_response */
+    SSL_CTX *tls_ctx;     /* with tls */
+    char *tls_name;       /* the name verified (and sent as SNI); NULL: none */
 
     pthread_mutex_t mu;
     pthread_cond_t cmd_cv; /* signalled when cmd_done advances */
@@ -227,6 +255,7 @@ static conn_list *list_of(es_client *c, conn *k)
 {
     switch (k->state) {
     case CONN_CONNECTING:
+    case CONN_HANDSHAKE:
         return &c->connecting;
     case CONN_IDLE:
         return &c->idle;
@@ -353,12 +382,50 @@ static void conn_set_events(es_client *c, conn *k, uint32_t events)
         k->events = events;
 }
 
+/* The events k waits for in its state (TLS: also what OpenSSL waits for). */
+static void conn_update_events(es_client *c, conn *k)
+{
+    uint32_t ev;
+
+    switch (k->state) {
+    case CONN_CONNECTING:
+        ev = EPOLLOUT;
+        break;
+    case CONN_HANDSHAKE:
+        ev = k->want_out ? EPOLLOUT : EPOLLIN;
+        break;
+    default:
+        ev = EPOLLIN | EPOLLRDHUP;
+        if (k->want_out || (k->ssl == NULL && k->req != NULL && k->req->msg != NULL))
+            ev |= EPOLLOUT;
+        break;
+    }
+    conn_set_events(c, k, ev);
+}
+
+/* Closes k (a close_notify first if its TLS session is sound: one
+ * non-blocking attempt) and frees it. k must be out of every list. */
+static void conn_free(conn *k)
+{
+    if (k->ssl != NULL) {
+        if (k->tls_up) {
+            ERR_clear_error();
+            SSL_shutdown(k->ssl);
+        }
+        SSL_free(k->ssl);
+        ERR_clear_error();
+    }
+    close(k->fd); /* also takes it out of the epoll set */
+    buf_free(&k->in);
+    free(k);
+}
+
 /* Closes k and frees it, taking it out of its list and out of the counters.
  * A request it carries is the caller's to complete (k->req is left alone). */
 static void conn_discard(es_client *c, conn *k)
 {
     list_remove(list_of(c, k), k);
-    if (k->state != CONN_CONNECTING) {
+    if (k->state == CONN_IDLE || k->state == CONN_BUSY) {
         pthread_mutex_lock(&c->mu);
         if (k->state == CONN_IDLE)
             c->st.available--;
@@ -366,9 +433,7 @@ static void conn_discard(es_client *c, conn *k)
             c->st.in_use--;
         pthread_mutex_unlock(&c->mu);
     }
-    close(k->fd); /* also takes it out of the epoll set */
-    buf_free(&k->in);
-    free(k);
+    conn_free(k);
 }
 
 /* Fails the request that busy connection k carries with rc and the
@@ -397,10 +462,11 @@ static void connect_failed(es_client *c, conn *k, int rc, const char *msg)
     queue_fail_head(c, rc, msg);
 }
 
-/* k is connected: it joins the pool, idle, as session number sessions+1. */
+/* k is connected (and its TLS handshake done): it joins the pool, idle, as
+ * session number sessions+1. */
 static void conn_connected(es_client *c, conn *k)
 {
-    if (k->state == CONN_CONNECTING)
+    if (k->state == CONN_CONNECTING || k->state == CONN_HANDSHAKE)
         list_remove(&c->connecting, k);
     if (c->full_response) {
         struct sockaddr_storage ss;
@@ -416,12 +482,59 @@ static void conn_connected(es_client *c, conn *k)
     }
     k->state = CONN_IDLE;
     k->deadline = 0;
+    k->want_out = 0;
     conn_set_events(c, k, EPOLLIN | EPOLLRDHUP);
     pthread_mutex_lock(&c->mu);
     k->number = ++c->st.sessions;
     c->st.available++;
     pthread_mutex_unlock(&c->mu);
     list_append(&c->idle, k);
+}
+
+/* Drives the TLS handshake of k one step. Returns 1 if it ended (k joined
+ * the pool, or failed with the head request), 0 if it waits for the socket. */
+static int conn_handshake(es_client *c, conn *k)
+{
+    char why[ERR_MAX - 64], msg[ERR_MAX];
+
+    ERR_clear_error();
+    int r = SSL_connect(k->ssl);
+    if (r == 1) {
+        k->tls_up = 1;
+        conn_connected(c, k);
+        return 1;
+    }
+    int e = SSL_get_error(k->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        k->want_out = e == SSL_ERROR_WANT_WRITE;
+        conn_update_events(c, k);
+        return 0;
+    }
+    int rc = tls_failure(k->ssl, r, e, why, sizeof why);
+    snprintf(msg, sizeof msg, "TLS handshake with %s failed: %s", c->addr_text, why);
+    connect_failed(c, k, rc, msg);
+    return 1;
+}
+
+/* The TCP connection of k is up: with TLS its handshake starts, else it
+ * joins the pool. Returns 1 if something changed that the dispatcher must
+ * look at, 0 if the handshake waits for the socket. */
+static int conn_tcp_up(es_client *c, conn *k)
+{
+    char why[ERR_MAX - 64], msg[ERR_MAX];
+
+    if (c->tls_ctx == NULL) {
+        conn_connected(c, k);
+        return 1;
+    }
+    k->ssl = tls_conn_new(c->tls_ctx, k->fd, c->tls_name, why, sizeof why);
+    if (k->ssl == NULL) {
+        snprintf(msg, sizeof msg, "TLS with %s: %s", c->addr_text, why);
+        connect_failed(c, k, -ENOMEM, msg);
+        return 1;
+    }
+    k->state = CONN_HANDSHAKE;
+    return conn_handshake(c, k);
 }
 
 /* Starts one connection. Returns 1 if something changed that the
@@ -462,21 +575,68 @@ static int conn_open(es_client *c)
         return 1;
     }
     list_append(&c->connecting, k);
+    if (c->connect_timeout_ms > 0)
+        k->deadline = now_ns() + (uint64_t)c->connect_timeout_ms * NS_PER_MS;
     int r = connect(k->fd, (const struct sockaddr *)&c->dest.ss, c->dest.len);
-    if (r == 0) {
-        conn_connected(c, k);
-        return 1;
-    }
-    if (errno == EINPROGRESS || errno == EINTR) {
-        if (c->connect_timeout_ms > 0)
-            k->deadline = now_ns() + (uint64_t)c->connect_timeout_ms * NS_PER_MS;
+    if (r == 0)
+        return conn_tcp_up(c, k);
+    if (errno == EINPROGRESS || errno == EINTR)
         return 0;
-    }
     int e = errno;
     snprintf(msg, sizeof msg, "cannot connect to %s: %s", c->addr_text,
              errstr(e, eb, sizeof eb));
     connect_failed(c, k, -e, msg);
     return 1;
+}
+
+/* The request of k is all written: its buffer goes, k waits for the reply. */
+static void conn_sent(es_client *c, conn *k)
+{
+    es_future *f = k->req;
+
+    f->t.sent = now_ns();
+    free(f->msg);
+    f->msg = NULL;
+    conn_update_events(c, k);
+}
+
+/* Writes what is left of the request of TLS connection k (message and
+ * separator, one buffer) with SSL_write, partial writes allowed. Returns 0,
+ * or -1 if k failed (and was freed). */
+static int conn_write_tls(es_client *c, conn *k)
+{
+    es_future *f = k->req;
+    size_t total = f->len + c->sep_len;
+
+    while (f->sent < total) {
+        size_t left = total - f->sent;
+        ERR_clear_error();
+        int w = SSL_write(k->ssl, f->msg + f->sent, left > INT_MAX ? INT_MAX : (int)left);
+        if (w > 0) {
+            f->sent += (size_t)w;
+            continue;
+        }
+        int e = SSL_get_error(k->ssl, w);
+        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+            k->want_out = e == SSL_ERROR_WANT_WRITE;
+            conn_update_events(c, k);
+            return 0;
+        }
+        char why[ERR_MAX - 96];
+        int rc = tls_failure(k->ssl, w, e, why, sizeof why);
+        k->tls_up = 0;
+        if (rc == -EPIPE || rc == -ECONNRESET)
+            conn_fail(c, k, rc,
+                      "%s: the server closed the connection mid-request "
+                      "(%zu of %zu bytes sent): %s",
+                      c->addr_text, f->sent, total, why);
+        else
+            conn_fail(c, k, rc, "%s: cannot send over TLS: %s", c->addr_text, why);
+        return -1;
+    }
+    k->want_out = 0;
+    conn_sent(c, k);
+    return 0;
 }
 
 /* Writes what is left of the request of k: message and separator in one
@@ -485,6 +645,8 @@ static int conn_open(es_client *c)
  * Returns 0, or -1 if k failed (and was freed). */
 static int conn_write(es_client *c, conn *k)
 {
+    if (k->ssl != NULL)
+        return conn_write_tls(c, k);
     es_future *f = k->req;
     size_t total = f->len + c->sep_len;
     while (f->sent < total) {
@@ -522,10 +684,7 @@ static int conn_write(es_client *c, conn *k)
         }
         f->sent += (size_t)w;
     }
-    f->t.sent = now_ns();
-    free(f->msg);
-    f->msg = NULL;
-    conn_set_events(c, k, EPOLLIN | EPOLLRDHUP);
+    conn_sent(c, k);
     return 0;
 }
 
@@ -554,7 +713,8 @@ static void conn_reply(es_client *c, conn *k, size_t frame_len)
     es_future *f = k->req;
     int reuse = k->in.len == frame_len             /* nothing unasked for after it */
                 && f->sent == f->len + c->sep_len  /* the whole request went out */
-                && !f->quit && !k->close_after;
+                && !f->quit && !k->close_after
+                && (k->ssl == NULL || SSL_pending(k->ssl) == 0); /* nor inside OpenSSL */
     es_response *r = calloc(1, sizeof *r);
     if (r == NULL) {
         conn_fail(c, k, -ENOMEM, "out of memory");
@@ -575,6 +735,7 @@ static void conn_reply(es_client *c, conn *k, size_t frame_len)
         atomic_fetch_add_explicit(&c->link->refs, 1, memory_order_relaxed);
     }
     k->req = NULL;
+    k->served++;
     pthread_mutex_lock(&c->mu);
     c->st.requests_processed++;
     if (reuse) {
@@ -586,12 +747,39 @@ static void conn_reply(es_client *c, conn *k, size_t frame_len)
         list_remove(&c->busy, k);
         k->state = CONN_IDLE;
         k->deadline = 0;
-        conn_set_events(c, k, EPOLLIN | EPOLLRDHUP);
+        conn_update_events(c, k);
         list_append(&c->idle, k);
     } else {
         conn_discard(c, k);
     }
     future_finish(f, 0, r, NULL);
+}
+
+/* SSL_read on busy connection k returned r <= 0: wait for the socket, or
+ * fail the request with OpenSSL's reason. */
+static void conn_read_tls_failed(es_client *c, conn *k, int r)
+{
+    int e = SSL_get_error(k->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        /* A write still pending keeps its own wish for EPOLLOUT. */
+        if (k->req->msg == NULL || e == SSL_ERROR_WANT_WRITE)
+            k->want_out = e == SSL_ERROR_WANT_WRITE;
+        conn_update_events(c, k);
+        return;
+    }
+    char why[ERR_MAX - 96];
+    int rc = tls_failure(k->ssl, r, e, why, sizeof why);
+    k->tls_up = e == SSL_ERROR_ZERO_RETURN;
+    if (rc == -EPROTO && k->served == 0 && k->in.len == 0)
+        conn_fail(c, k, rc, "TLS handshake with %s failed: %s", c->addr_text, why);
+    else if (rc == -EPROTO)
+        conn_fail(c, k, rc, "%s: TLS error mid-reply (%zu bytes of the reply received): %s",
+                  c->addr_text, k->in.len, why);
+    else
+        conn_fail(c, k, rc,
+                  "%s: the server closed the connection mid-reply "
+                  "(%zu bytes of the reply received): %s",
+                  c->addr_text, k->in.len, why);
 }
 
 /* Reads what the server sent on busy connection k. */
@@ -609,7 +797,19 @@ static void conn_read(es_client *c, conn *k)
             conn_fail(c, k, -ENOMEM, "out of memory for a reply of %zu bytes", k->in.len + want);
             return;
         }
-        ssize_t n = read(k->fd, buf_tail(&k->in), buf_room(&k->in));
+        ssize_t n;
+        if (k->ssl != NULL) {
+            size_t room = buf_room(&k->in);
+            ERR_clear_error();
+            int r = SSL_read(k->ssl, buf_tail(&k->in), room > INT_MAX ? INT_MAX : (int)room);
+            if (r <= 0) {
+                conn_read_tls_failed(c, k, r);
+                return;
+            }
+            n = r;
+        } else {
+            n = read(k->fd, buf_tail(&k->in), buf_room(&k->in));
+        }
         if (n > 0) {
             buf_commit(&k->in, (size_t)n);
             size_t fl = frame_next(&k->scan, buf_head(&k->in), k->in.len);
@@ -649,6 +849,42 @@ static void conn_read(es_client *c, conn *k)
     }
 }
 
+/* Reads what arrived on idle TLS connection k. Records OpenSSL consumes
+ * itself (session tickets, key updates) leave k in the pool; application
+ * data, close_notify, EOF or an error make it stale, and it is discarded. A
+ * protocol error (an alert) on a connection that never carried a request
+ * is its handshake failing late (a TLS 1.3 server checks the client
+ * certificate after the client has finished): the request at the head of
+ * the queue fails with it, so a refused client does not reconnect forever.
+ * Returns 0 if k stays, -1 if it was discarded. */
+static int conn_idle_tls(es_client *c, conn *k)
+{
+    unsigned char scratch[64];
+
+    ERR_clear_error();
+    int r = SSL_read(k->ssl, scratch, sizeof scratch);
+    if (r > 0) {
+        conn_discard(c, k);
+        return -1;
+    }
+    int e = SSL_get_error(k->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        k->want_out = e == SSL_ERROR_WANT_WRITE;
+        conn_update_events(c, k);
+        return 0;
+    }
+    char why[ERR_MAX - 64], msg[ERR_MAX];
+    int rc = tls_failure(k->ssl, r, e, why, sizeof why);
+    k->tls_up = e == SSL_ERROR_ZERO_RETURN;
+    if (rc == -EPROTO && k->served == 0) {
+        snprintf(msg, sizeof msg, "TLS handshake with %s failed: %s", c->addr_text, why);
+        connect_failed(c, k, rc, msg);
+    } else {
+        conn_discard(c, k);
+    }
+    return -1;
+}
+
 static void conn_event(es_client *c, conn *k, uint32_t events)
 {
     switch (k->state) {
@@ -658,7 +894,7 @@ static void conn_event(es_client *c, conn *k, uint32_t events)
         if (getsockopt(k->fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
             e = errno;
         if (e == 0 && !(events & (EPOLLERR | EPOLLHUP))) {
-            conn_connected(c, k);
+            conn_tcp_up(c, k);
         } else {
             char msg[ERR_MAX], eb[64];
             if (e == 0)
@@ -669,29 +905,45 @@ static void conn_event(es_client *c, conn *k, uint32_t events)
         }
         return;
     }
+    case CONN_HANDSHAKE:
+        conn_handshake(c, k);
+        return;
     case CONN_IDLE:
-        /* The server closed it, or sent what nobody asked for: it is stale. */
-        conn_discard(c, k);
+        /* The server closed it, or sent what nobody asked for: it is stale.
+         * Over TLS, what came may be a session ticket: OpenSSL decides. */
+        if (k->ssl != NULL)
+            conn_idle_tls(c, k);
+        else
+            conn_discard(c, k);
         return;
     case CONN_BUSY:
-        if ((events & EPOLLOUT) && k->req->msg != NULL && conn_write(c, k) < 0)
+        /* Over TLS a write may wait for a read as well as for EPOLLOUT. */
+        if ((k->ssl != NULL || (events & EPOLLOUT)) && k->req->msg != NULL &&
+            conn_write(c, k) < 0)
             return;
-        if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        if (k->ssl != NULL || (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
             conn_read(c, k);
         return;
     }
 }
 
 /* Is idle connection k stale (the server closed it, or sent unasked-for
- * bytes) though epoll has not said so yet? One non-blocking peek. */
-static int conn_stale(conn *k)
+ * bytes) though epoll has not said so yet? One non-blocking peek, or over
+ * TLS one SSL_read (see conn_idle_tls). A stale k is discarded. Returns 0
+ * if k may carry a request, -1 if it is gone. Call without mu. */
+static int conn_check_idle(es_client *c, conn *k)
 {
+    if (k->ssl != NULL)
+        return conn_idle_tls(c, k);
     char b;
     ssize_t n;
     do
         n = recv(k->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
-    return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 0;
+    conn_discard(c, k);
+    return -1;
 }
 
 /* Expires connection attempts and requests whose deadline has passed. Both
@@ -701,8 +953,14 @@ static void timers_expire(es_client *c, uint64_t now)
     while (c->connecting.head != NULL && c->connecting.head->deadline != 0 &&
            c->connecting.head->deadline <= now) {
         char msg[ERR_MAX];
-        snprintf(msg, sizeof msg, "cannot connect to %s: no answer within %d ms",
-                 c->addr_text, c->connect_timeout_ms);
+        if (c->connecting.head->state == CONN_HANDSHAKE)
+            snprintf(msg, sizeof msg,
+                     "TLS handshake with %s timed out: not done within %d ms "
+                     "(is it a TLS server?)",
+                     c->addr_text, c->connect_timeout_ms);
+        else
+            snprintf(msg, sizeof msg, "cannot connect to %s: no answer within %d ms",
+                     c->addr_text, c->connect_timeout_ms);
         connect_failed(c, c->connecting.head, -ETIMEDOUT, msg);
     }
     while (c->busy.head != NULL && c->busy.head->deadline != 0 &&
@@ -735,22 +993,22 @@ static void dispatch(es_client *c)
 {
     for (;;) {
         pthread_mutex_lock(&c->mu);
+        int waiting = c->q_head != NULL;
+        pthread_mutex_unlock(&c->mu);
+        if (!waiting)
+            return;
+        /* Only this thread takes requests off the queue or connections out
+         * of the pool; checking one may fail the head request (TLS). */
+        conn *k = NULL;
+        while (k == NULL && c->idle.tail != NULL) {
+            k = c->idle.tail;
+            if (conn_check_idle(c, k) < 0)
+                k = NULL;
+        }
+        pthread_mutex_lock(&c->mu);
         if (c->q_head == NULL) {
             pthread_mutex_unlock(&c->mu);
             return;
-        }
-        conn *k = NULL;
-        while (c->idle.tail != NULL) {
-            k = c->idle.tail;
-            if (!conn_stale(k))
-                break;
-            /* The counters change under the lock we hold: do it here. */
-            list_remove(&c->idle, k);
-            c->st.available--;
-            close(k->fd);
-            buf_free(&k->in);
-            free(k);
-            k = NULL;
         }
         if (k == NULL) {
             unsigned open = c->connecting.n + c->idle.n + c->busy.n;
@@ -849,6 +1107,8 @@ static int commands_run(es_client *c)
 /* Frees c and everything it still owns, once its I/O thread is done. */
 static void client_destroy(es_client *c)
 {
+    SSL_CTX_free(c->tls_ctx);
+    free(c->tls_name);
     close(c->epfd);
     close(c->efd);
     free(c->close_nums);
@@ -926,6 +1186,12 @@ void es_client_options_init(es_client_options *o)
     o->separator = NULL;
     o->separator_len = 0;
     o->max_reply = 16u << 20;
+    o->tls = 0;
+    o->tls_insecure = 0;
+    o->tls_ca_file = NULL;
+    o->tls_cert_file = NULL;
+    o->tls_key_file = NULL;
+    o->tls_server_name = NULL;
 }
 
 /* Returns a client that the caller frees with es_client_free, or NULL with
@@ -957,6 +1223,15 @@ es_client *es_client_new(const char *address, const es_client_options *o, char *
     }
     if (opt.separator != NULL && (opt.separator_len < 1 || opt.separator_len > FRAME_SEP_MAX)) {
         set_err(err, errlen, "separator must be 1 to %d bytes long", FRAME_SEP_MAX);
+        return NULL;
+    }
+    if (!opt.tls && (opt.tls_insecure || opt.tls_ca_file != NULL || opt.tls_cert_file != NULL ||
+                     opt.tls_key_file != NULL || opt.tls_server_name != NULL)) {
+        set_err(err, errlen, "TLS options are set but tls is 0");
+        return NULL;
+    }
+    if (opt.tls && (opt.tls_cert_file == NULL) != (opt.tls_key_file == NULL)) {
+        set_err(err, errlen, "tls_cert_file and tls_key_file go together (mutual TLS)");
         return NULL;
     }
 
@@ -1006,6 +1281,25 @@ es_client *es_client_new(const char *address, const es_client_options *o, char *
     c->addr_text = strdup(address);
     if (c->addr_text == NULL)
         goto nomem;
+    if (opt.tls) {
+        /* The files are read now, once: a bad one is an error of es_client_new. */
+        tls_config tc = {.ca_file = opt.tls_ca_file, .cert_file = opt.tls_cert_file,
+                         .key_file = opt.tls_key_file, .insecure = opt.tls_insecure};
+        char tls_err[512];
+        c->tls_ctx = tls_ctx_new(&tc, tls_err, sizeof tls_err);
+        if (c->tls_ctx == NULL) {
+            set_err(err, errlen, "%s", tls_err);
+            goto fail;
+        }
+        /* Unix sockets have no host: only the chain is verified, unless a
+         * name is given. */
+        char host[ADDR_TEXT_MAX];
+        const char *name = opt.tls_server_name;
+        if (name == NULL && tls_host_of(address, host, sizeof host) == 0)
+            name = host;
+        if (name != NULL && (c->tls_name = strdup(name)) == NULL)
+            goto nomem;
+    }
     if (pthread_mutex_init(&c->mu, NULL) != 0)
         goto nomem;
     mu_ok = 1;
@@ -1070,6 +1364,8 @@ fail:
         pthread_cond_destroy(&c->cmd_cv);
     if (mu_ok)
         pthread_mutex_destroy(&c->mu);
+    SSL_CTX_free(c->tls_ctx);
+    free(c->tls_name);
     free(c->addr_text);
     free(c);
     return NULL;
@@ -1178,7 +1474,8 @@ static es_future *future_new(es_client *c, const void *msg, size_t len)
                       "the message contains the separator (or ends with its beginning)");
         return f;
     }
-    f->msg = malloc(len > 0 ? len : 1);
+    /* The separator follows the message in the same buffer: one write. */
+    f->msg = malloc(len + c->sep_len);
     if (f->msg == NULL) {
         pthread_mutex_destroy(&f->mu);
         pthread_cond_destroy(&f->cv);
@@ -1187,6 +1484,7 @@ static es_future *future_new(es_client *c, const void *msg, size_t len)
     }
     if (len > 0)
         memcpy(f->msg, msg, len);
+    memcpy(f->msg + len, c->sep, c->sep_len);
     f->quit = len == 4 && memcmp(msg, "QUIT", 4) == 0;
     return f;
 }

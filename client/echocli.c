@@ -37,14 +37,17 @@ struct cli_opts {
     int timeout_ms;
     uint8_t sep[FRAME_SEP_MAX];
     size_t sep_len;             /* 0: the library's default, \r\n\r\n */
+    struct cli_tls tls;
 };
 
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: echocli [-a ADDR] [-p POOL] [-t TIMEOUT] [-S SEPARATOR] [--] [MESSAGE...]\n"
+        "usage: echocli [-a ADDR] [-p POOL] [-t TIMEOUT] [-S SEPARATOR] [TLS OPTIONS]\n"
+        "               [--] [MESSAGE...]\n"
         "       echocli bench [-a ADDR] [-c CONNECTIONS] [-n REQUESTS] [-s SIZE] [-P PIPELINE]\n"
-        "                     [-d SECONDS] [--csv | --json] ...   (echocli bench -h for more)\n"
+        "                     [-d SECONDS] [--csv | --json] [TLS OPTIONS] ...\n"
+        "                     (echocli bench -h for more)\n"
         "Sends each MESSAGE to an echo server, all at once over a pool of connections, and\n"
         "prints each reply on its own line, in the order of the arguments. Without messages,\n"
         "sends each line of standard input (a prompt when it is a terminal).\n"
@@ -53,10 +56,12 @@ static void usage(FILE *f)
         "  -t, --timeout SECS    bound for connecting and for each request; fractions allowed\n"
         "                        (default 5 to connect, 30 per request)\n"
         "  -S, --separator SEP   the server's separator, C escapes (default \\r\\n\\r\\n)\n"
+        CLI_TLS_USAGE
         "  -h, --help            this help\n"
         "  -V, --version         the version\n"
-        "Exit status: 0; 1 if the server was unreachable, timed out or closed the connection;\n"
-        "2 on bad arguments.\n");
+        "Exit status: 0; 1 if the server was unreachable, timed out, closed the connection or\n"
+        "failed the TLS handshake; 2 on bad arguments (a certificate, key or CA file that\n"
+        "cannot be used included).\n");
 }
 
 /* Seconds, fractions allowed, into *secs and whole milliseconds (rounded up) into *ms.
@@ -121,6 +126,52 @@ int cli_parse_separator(const char *text, uint8_t *out)
     return (int)n;
 }
 
+/* See cli.h. Any thread. */
+int cli_tls_opt(struct cli_tls *t, int opt, const char *arg)
+{
+    switch (opt) {
+    case CLI_OPT_TLS:
+        break;
+    case CLI_OPT_CACERT:
+        t->cafile = arg;
+        break;
+    case CLI_OPT_CERT:
+        t->cert = arg;
+        break;
+    case CLI_OPT_KEY:
+        t->key = arg;
+        break;
+    case CLI_OPT_INSECURE:
+        t->insecure = true;
+        break;
+    case CLI_OPT_SERVERNAME:
+        t->servername = arg;
+        break;
+    default:
+        return 0;
+    }
+    t->on = true;
+    return 1;
+}
+
+/* See cli.h. Any thread. */
+int cli_tls_check(const struct cli_tls *t, const char *prog)
+{
+    if (t->cert != NULL && t->key == NULL) {
+        fprintf(stderr, "%s: --cert needs --key (the certificate's private key)\n", prog);
+        return -1;
+    }
+    if (t->key != NULL && t->cert == NULL) {
+        fprintf(stderr, "%s: --key needs --cert (the certificate it goes with)\n", prog);
+        return -1;
+    }
+    if (t->servername != NULL && t->servername[0] == '\0') {
+        fprintf(stderr, "%s: --servername must not be empty\n", prog);
+        return -1;
+    }
+    return 0;
+}
+
 /* Parse the options; *first is the index of the first message. Returns 0, 1 when done (help,
  * version), or -1 after printing what is wrong and the usage. */
 static int parse_opts(int argc, char **argv, struct cli_opts *o, int *first)
@@ -132,6 +183,7 @@ static int parse_opts(int argc, char **argv, struct cli_opts *o, int *first)
         { "separator", required_argument, NULL, 'S' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
+        CLI_TLS_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
     char err[256];
@@ -172,9 +224,13 @@ static int parse_opts(int argc, char **argv, struct cli_opts *o, int *first)
                    ES_CLIENT_VERSION_MINOR);
             return 1;
         default:
+            if (cli_tls_opt(&o->tls, opt, optarg))
+                break;
             goto usage;
         }
     }
+    if (cli_tls_check(&o->tls, "echocli") < 0)
+        goto usage;
     if (addr_parse(o->addr, &a, err, sizeof err) < 0) {
         fprintf(stderr, "echocli: -a %s: %s\n", o->addr, err);
         goto usage;
@@ -202,7 +258,7 @@ static const uint8_t *opt_sep(const struct cli_opts *o, size_t *len)
 static es_client *client_open(const struct cli_opts *o)
 {
     es_client_options eo;
-    char err[256];
+    char err[512];
     es_client *c;
 
     es_client_options_init(&eo);
@@ -215,6 +271,14 @@ static es_client *client_open(const struct cli_opts *o)
     if (o->sep_len > 0) {
         eo.separator = o->sep;
         eo.separator_len = o->sep_len;
+    }
+    if (o->tls.on) {
+        eo.tls = 1;
+        eo.tls_insecure = o->tls.insecure;
+        eo.tls_ca_file = o->tls.cafile;
+        eo.tls_cert_file = o->tls.cert;
+        eo.tls_key_file = o->tls.key;
+        eo.tls_server_name = o->tls.servername;
     }
     err[0] = '\0';
     c = es_client_new(o->addr, &eo, err, sizeof err);

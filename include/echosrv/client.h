@@ -13,6 +13,17 @@
  * Errors: functions that can fail return 0 or a negative errno value
  * (-ETIMEDOUT, -ECONNREFUSED, -ECONNRESET, -EPIPE, -ENOMEM, -EINVAL, ...)
  * and, where they take one, write a human message into err.
+ *
+ * TLS (option tls): the connection attempt includes the handshake, bounded
+ * by connect_timeout_ms (-ETIMEDOUT). A failed handshake fails the request
+ * that waited for the connection with -EPROTO (or the socket's errno, or
+ * -ECONNRESET if the server closed) and a message that carries OpenSSL's
+ * reason, e.g. "certificate verify failed (unable to get local issuer
+ * certificate)"; it is not retried. A TLS 1.3 server may refuse a client
+ * certificate only after the client has finished its handshake: then the
+ * first request over that connection fails the same way. Session tickets
+ * and key updates a server sends to an idle connection do not make it
+ * stale; data, close_notify or EOF do. The library never raises SIGPIPE.
  */
 #ifndef ECHOSRV_CLIENT_H
 #define ECHOSRV_CLIENT_H
@@ -25,7 +36,7 @@ extern "C" {
 #endif
 
 #define ES_CLIENT_VERSION_MAJOR 1
-#define ES_CLIENT_VERSION_MINOR 0
+#define ES_CLIENT_VERSION_MINOR 1
 
 #if defined(__GNUC__)
 #define ES_CLIENT_API __attribute__((visibility("default")))
@@ -48,6 +59,18 @@ typedef struct es_client_options {
     const uint8_t *separator;   /* NULL: "\r\n\r\n"; copied by es_client_new */
     size_t separator_len;
     size_t max_reply;           /* longest reply accepted, separator included (16 MiB) */
+    /* Since 1.1: TLS (OpenSSL, TLS 1.2 at least). The strings are copied and
+     * the files read by es_client_new, which fails naming the file and
+     * OpenSSL's reason if one cannot be loaded or the key does not match. */
+    int tls;                    /* connect with TLS (0); the other tls_ fields need it */
+    int tls_insecure;           /* accept any server certificate, unverified (0) */
+    const char *tls_ca_file;    /* PEM CA certificates that verify the server;
+                                 * NULL: the system's default CA paths */
+    const char *tls_cert_file;  /* PEM client certificate (chain) for mutual TLS; NULL: none */
+    const char *tls_key_file;   /* its PEM private key; set exactly when tls_cert_file is */
+    const char *tls_server_name; /* name sent as SNI and verified against the certificate
+                                 * (an IP literal is matched as an address, without SNI);
+                                 * NULL: the host of the address (none for unix:) */
 } es_client_options;
 
 /* Counters, as pulsar's test suite checks them. */

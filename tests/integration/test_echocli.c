@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "tls_peer.h"
 
 #define RUN_MS 20000            /* bound for one echocli run */
 #ifndef TEST_BUDGET_S
@@ -48,6 +49,8 @@ struct ctx {
     struct fake fake;
     struct hs_cmd runs[8];
     int nruns;
+    struct tls_peer *peers[3];  /* TLS echo peers, stopped at teardown */
+    char certs[320];            /* the test PKI (mkcerts.sh) in the test's directory */
 };
 
 static int setup(void **state)
@@ -71,6 +74,8 @@ static int teardown(void **state)
             close(c->fake.fd);
         for (int i = 0; i < c->nruns; i++)
             hs_cmd_free(&c->runs[i]);
+        for (int i = 0; i < 3; i++)
+            tls_peer_stop(c->peers[i]);
     }
     return hs_ctx_teardown(state);
 }
@@ -612,6 +617,241 @@ static void test_mid_reply_close(void **state)
         HS_FAIL("bench: expected one 'closed' error: %s", r->out);
 }
 
+/* ---- TLS ------------------------------------------------------------------------------- */
+
+/* Makes the test PKI in the test's directory with mkcerts.sh (c->certs). */
+static void make_certs(struct ctx *c)
+{
+    const char *src = hs_env_path("ABS_TOP_SRCDIR");
+    char script[512];
+    struct hs_cmd r;
+
+    assert_non_null(src);
+    snprintf(script, sizeof script, "%s/tests/integration/mkcerts.sh", src);
+    snprintf(c->certs, sizeof c->certs, "%s/pki", c->hs.dir);
+    const char *argv[] = { "/bin/sh", script, c->certs, NULL };
+    memset(&r, 0, sizeof r);
+    hs_cmd_run(&r, "/bin/sh", argv, NULL, 0, RUN_MS);
+    if (exit_code(&r) != 0) {
+        hs_dump_lines("mkcerts.sh stderr", r.err, r.err_len);
+        hs_cmd_free(&r);
+        HS_FAIL("mkcerts.sh failed");
+    }
+    hs_cmd_free(&r);
+}
+
+/* The path of NAME in the test PKI, in one of 8 static buffers used in turn. */
+static const char *pki(struct ctx *c, const char *name)
+{
+    static char bufs[8][400];
+    static int next;
+    char *b = bufs[next++ % 8];
+
+    snprintf(b, sizeof bufs[0], "%s/%s", c->certs, name);
+    return b;
+}
+
+/* Starts TLS echo peer I (0 to 2) serving the test PKI's server certificate, or a plaintext
+ * echo with PLAIN; requiring a client certificate with MUTUAL; with CHATTY a ticket and a key
+ * update after every reply; with RESET a reset as soon as data arrives. Returns its address. */
+static const char *peer_start_x(struct ctx *c, int i, bool plain, bool mutual, bool chatty,
+                                bool reset)
+{
+    struct tls_peer_opts o = { 0 };
+    char cert[400], key[400], ca[400], err[256];
+
+    snprintf(cert, sizeof cert, "%s/server.pem", c->certs);
+    snprintf(key, sizeof key, "%s/server.key", c->certs);
+    snprintf(ca, sizeof ca, "%s/ca.pem", c->certs);
+    o.plain = plain;
+    o.cert_file = cert;
+    o.key_file = key;
+    o.client_ca_file = mutual ? ca : NULL;
+    o.ticket_after_reply = o.key_update_after_reply = chatty;
+    o.reset_on_data = reset;
+    c->peers[i] = tls_peer_start(&o, err, sizeof err);
+    if (c->peers[i] == NULL)
+        HS_FAIL("tls_peer_start: %s", err);
+    return tls_peer_addr(c->peers[i]);
+}
+
+static const char *peer_start(struct ctx *c, int i, bool plain, bool mutual, bool chatty)
+{
+    return peer_start_x(c, i, plain, mutual, chatty, false);
+}
+
+/* 11. TLS in message and stdin modes: verified against --cacert, or --insecure; refused with
+ * the verification failure named (exit 1) for another CA and for a wrong --servername. */
+static void test_tls_messages(void **state)
+{
+    struct ctx *c = begin(state, __func__);
+    make_certs(c);
+    const char *addr = peer_start(c, 0, false, false, false);
+
+    const char *args[] = { "-a", addr, "--cacert", pki(c, "ca.pem"), "Hello, TLS!", "again",
+                           NULL };
+    struct hs_cmd *r = cli_run(c, args, NULL, 0, RUN_MS);
+    expect_exit(r, 0, "two messages over TLS");
+    expect_stdout(r, "Hello, TLS!\nagain\n", 18, "two messages over TLS");
+
+    const char *sargs[] = { "-a", addr, "--cacert", pki(c, "ca.pem"), "-p", "1", NULL };
+    r = cli_run(c, sargs, "one\ntwo\nthree\n", 14, RUN_MS);
+    expect_exit(r, 0, "stdin over TLS");
+    expect_stdout(r, "one\ntwo\nthree\n", 14, "stdin over TLS");
+
+    const char *iargs[] = { "-a", addr, "--insecure", "unverified", NULL };
+    r = cli_run(c, iargs, NULL, 0, RUN_MS);
+    expect_exit(r, 0, "--insecure");
+    expect_stdout(r, "unverified\n", 11, "--insecure");
+
+    const char *wargs[] = { "-a", addr, "--cacert", pki(c, "other-ca.pem"), "hello", NULL };
+    r = cli_run(c, wargs, NULL, 0, RUN_MS);
+    expect_exit(r, 1, "a CA that did not sign the server's certificate");
+    expect_stderr_has(r, "another CA", addr, "certificate verify failed",
+                      "unable to get local issuer certificate", NULL);
+    expect_stdout(r, "", 0, "another CA");
+
+    const char *nargs[] = { "-a", addr, "--cacert", pki(c, "ca.pem"), "--servername",
+                            "wrong.example", "hello", NULL };
+    r = cli_run(c, nargs, NULL, 0, RUN_MS);
+    expect_exit(r, 1, "a wrong --servername");
+    expect_stderr_has(r, "a wrong --servername", "hostname mismatch", NULL);
+
+    const char *pargs[] = { "-a", peer_start(c, 1, true, false, false), "--tls", "-t", "3",
+                            "hello", NULL };
+    r = cli_run(c, pargs, NULL, 0, RUN_MS);
+    expect_exit(r, 1, "--tls against a plaintext server");
+    expect_stderr_has(r, "--tls against a plaintext server", "TLS handshake", NULL);
+}
+
+/* 12. Mutual TLS: --cert and --key work; without them the server's refusal is reported. */
+static void test_tls_mutual(void **state)
+{
+    struct ctx *c = begin(state, __func__);
+    make_certs(c);
+    const char *addr = peer_start(c, 0, false, true, false);
+
+    const char *args[] = { "-a", addr, "--cacert", pki(c, "ca.pem"), "--cert",
+                           pki(c, "client.pem"), "--key", pki(c, "client.key"), "mutual", NULL };
+    struct hs_cmd *r = cli_run(c, args, NULL, 0, RUN_MS);
+    expect_exit(r, 0, "mutual TLS");
+    expect_stdout(r, "mutual\n", 7, "mutual TLS");
+
+    const char *nargs[] = { "-a", addr, "--cacert", pki(c, "ca.pem"), "anonymous", NULL };
+    r = cli_run(c, nargs, NULL, 0, RUN_MS);
+    expect_exit(r, 1, "no client certificate");
+    expect_stderr_has(r, "no client certificate", "TLS handshake", "certificate required", NULL);
+
+    const char *bargs[] = { "bench", "-a", addr, "--cacert", pki(c, "ca.pem"), "--cert",
+                            pki(c, "client.pem"), "--key", pki(c, "client.key"), "-c", "2",
+                            "-n", "200", "--json", NULL };
+    r = cli_run(c, bargs, NULL, 0, RUN_MS);
+    expect_exit(r, 0, "bench with mutual TLS");
+    if (json_number(r->out, "requests") != 200 || json_number(r->out, "errors") != 0)
+        HS_FAIL("bench with mutual TLS: unexpected figures: %s", r->out);
+}
+
+/* 13. bench over TLS: every reply checked, pipelined, replies of many records, a peer that
+ * sends tickets and key updates after every reply; a wrong CA counts connect errors. */
+static void test_tls_bench(void **state)
+{
+    struct ctx *c = begin(state, __func__);
+    make_certs(c);
+    const char *addr = peer_start(c, 0, false, false, false);
+
+    const char *args[] = { "bench", "-a", addr, "--cacert", pki(c, "ca.pem"), "-c", "4", "-n",
+                           "4000", "-P", "8", "-T", "2", "--json", NULL };
+    struct hs_cmd *r = cli_run(c, args, NULL, 0, RUN_MS);
+    expect_exit(r, 0, "bench over TLS");
+    if (json_number(r->out, "requests") != 4000 || json_number(r->out, "errors") != 0 ||
+        strstr(r->out, "\"tls\":true") == NULL)
+        HS_FAIL("bench over TLS: unexpected figures: %s", r->out);
+
+    const char *big[] = { "bench", "-a", addr, "--cacert", pki(c, "ca.pem"), "-c", "2", "-n",
+                          "40", "-s", "100k", "-P", "3", "--json", NULL };
+    r = cli_run(c, big, NULL, 0, RUN_MS);
+    expect_exit(r, 0, "bench over TLS, -s 100k -P 3");
+    if (json_number(r->out, "requests") != 40 || json_number(r->out, "errors") != 0)
+        HS_FAIL("bench over TLS, -s 100k: unexpected figures: %s", r->out);
+
+    const char *chatty[] = { "bench", "-a", peer_start(c, 1, false, false, true), "--cacert",
+                             pki(c, "ca.pem"), "-c", "2", "-n", "400", "-P", "2", "--json", NULL };
+    r = cli_run(c, chatty, NULL, 0, RUN_MS);
+    expect_exit(r, 0, "bench against a peer sending tickets and key updates");
+    if (json_number(r->out, "requests") != 400 || json_number(r->out, "errors") != 0)
+        HS_FAIL("bench, tickets and key updates: unexpected figures: %s", r->out);
+
+    const char *wrong[] = { "bench", "-a", addr, "--cacert", pki(c, "other-ca.pem"), "-c", "2",
+                            "-n", "10", "--json", NULL };
+    r = cli_run(c, wrong, NULL, 0, RUN_MS);
+    expect_exit(r, 1, "bench with a wrong CA");
+    if (json_number(r->out, "errors_connect") != 2)
+        HS_FAIL("bench with a wrong CA: expected errors_connect 2: %s", r->out);
+    expect_stderr_has(r, "bench with a wrong CA", "certificate verify failed", NULL);
+
+    /* A peer that resets mid-request: bench (which leaves SIGPIPE's default action alone)
+     * counts the connection as closed and lives on. */
+    const char *reset[] = { "bench", "-a", peer_start_x(c, 2, false, false, false, true),
+                            "--cacert", pki(c, "ca.pem"), "-c", "1", "-n", "50", "-s", "1m",
+                            "-P", "4", "--json", NULL };
+    r = cli_run(c, reset, NULL, 0, RUN_MS);
+    expect_exit(r, 1, "bench against a peer that resets");
+    if (json_number(r->out, "errors_closed") != 1)
+        HS_FAIL("bench against a peer that resets: expected errors_closed 1: %s", r->out);
+}
+
+/* 14. TLS arguments: --cert without --key and the reverse are bad arguments (exit 2 with
+ * the usage), in both modes; a CA, certificate or key file that cannot be read is reported
+ * by name (exit 2). */
+static void test_tls_bad_arguments(void **state)
+{
+    static const char *const bad[][6] = {
+        { "--cert", "c.pem", "x" },
+        { "--key", "k.pem", "x" },
+        { "--servername", "", "x" },
+        { "bench", "--cert", "c.pem" },
+        { "bench", "--key", "k.pem" },
+        { "bench", "--tls", "--bogus" },
+    };
+    struct ctx *c = begin(state, __func__);
+    char label[128], missing[400];
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *args[8] = { 0 };
+        int n = 0;
+
+        for (int k = 0; k < 6 && bad[i][k] != NULL; k++)
+            args[n++] = bad[i][k];
+        snprintf(label, sizeof label, "bad TLS arguments #%zu (%s %s)", i, args[0], args[1]);
+        c->nruns = 0;
+        struct hs_cmd *r = cli_run(c, args, NULL, 0, RUN_MS);
+        expect_exit(r, 2, label);
+        expect_stderr_has(r, label, "usage", NULL);
+        free(r->out);
+        free(r->err);
+    }
+    c->nruns = 0;
+    make_certs(c);
+    snprintf(missing, sizeof missing, "%s/missing.pem", c->hs.dir);
+
+    const char *ca[] = { "-a", "127.0.0.1:1", "--cacert", missing, "x", NULL };
+    struct hs_cmd *r = cli_run(c, ca, NULL, 0, RUN_MS);
+    expect_exit(r, 2, "a missing --cacert");
+    expect_stderr_has(r, "a missing --cacert", missing, "No such file", NULL);
+
+    const char *key[] = { "-a", "127.0.0.1:1", "--cert", pki(c, "client.pem"), "--key", missing,
+                          "x", NULL };
+    r = cli_run(c, key, NULL, 0, RUN_MS);
+    expect_exit(r, 2, "a missing --key");
+    expect_stderr_has(r, "a missing --key", missing, NULL);
+
+    const char *mismatch[] = { "bench", "-a", "127.0.0.1:1", "--cert", pki(c, "client.pem"),
+                               "--key", pki(c, "other-client.key"), NULL };
+    r = cli_run(c, mismatch, NULL, 0, RUN_MS);
+    expect_exit(r, 2, "bench with a key of another certificate");
+    expect_stderr_has(r, "bench with a key of another certificate", "does not match", NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -626,6 +866,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bench, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bench_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mid_reply_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_mutual, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_bench, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_bad_arguments, setup, teardown),
     };
 
     if (hs_process_init() < 0)
