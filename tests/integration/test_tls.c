@@ -703,6 +703,70 @@ static void test_tls_sigterm(void **state)
     SSL_CTX_free(good);
 }
 
+/* 10. The project's own client over TLS end to end: echocli verifies
+ * echosrv's certificate, presents its own under mutual TLS, and its bench
+ * drives a TLS listener without errors. */
+static void test_tls_echocli(void **state)
+{
+    struct hs_ctx *c = begin(state, __func__);
+    const char *cli = hs_env_path("ECHOCLI");
+    const char *pd = hs_env_path("ES_PLUGIN_DIR");
+    assert_non_null(cli);
+    assert_non_null(pd);
+    assert_int_equal(hs_write_file(c->conf, sizeof c->conf, c->dir, "cli.ini",
+                                   "[server]\nthreads = 2\nplugin_dir = %s\n"
+                                   "tls_cert = server.pem\ntls_key = server.key\n"
+                                   "[listener tls]\nbind = 127.0.0.1:0\n"
+                                   "[listener mutual]\nbind = 127.0.0.1:0\ntls_ca = ca.pem\n"
+                                   "tls_verify_client = on\n", pd), 0);
+    struct hs_proc *srv = hs_ctx_start_conf(c, 2, 0);
+    char tls_addr[HS_ADDR_MAX], mutual[HS_ADDR_MAX];
+    snprintf(tls_addr, sizeof tls_addr, "%s", hs_addr(srv, 0));
+    snprintf(mutual, sizeof mutual, "%s", hs_addr(srv, 1));
+    struct hs_cmd r;
+
+    const char *const ok[] = {"echocli", "-a", tls_addr, "--cacert", pki(c, "ca.pem"),
+                              "hello", "over TLS", NULL};
+    hs_cmd_run(&r, cli, ok, NULL, 0, 20000);
+    if (r.status != 0 || strcmp(r.out, "hello\nover TLS\n") != 0)
+        HS_FAIL("echocli --cacert: status %d, out '%s', err '%s'", r.status, r.out, r.err);
+    hs_cmd_free(&r);
+
+    const char *const wrong[] = {"echocli", "-a", tls_addr, "--cacert", pki(c, "other-ca.pem"),
+                                 "hello", NULL};
+    hs_cmd_run(&r, cli, wrong, NULL, 0, 20000);
+    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 1 ||
+        strstr(r.err, "certificate verify failed") == NULL)
+        HS_FAIL("echocli with another CA: status %d, err '%s'", r.status, r.err);
+    hs_cmd_free(&r);
+
+    const char *const mtls[] = {"echocli", "-a", mutual, "--cacert", pki(c, "ca.pem"),
+                                "--cert", pki(c, "client.pem"), "--key", pki(c, "client.key"),
+                                "mutual", NULL};
+    hs_cmd_run(&r, cli, mtls, NULL, 0, 20000);
+    if (r.status != 0 || strcmp(r.out, "mutual\n") != 0)
+        HS_FAIL("echocli --cert/--key under mutual TLS: status %d, out '%s', err '%s'", r.status,
+                r.out, r.err);
+    hs_cmd_free(&r);
+
+    const char *const nocert[] = {"echocli", "-a", mutual, "--cacert", pki(c, "ca.pem"),
+                                  "no certificate", NULL};
+    hs_cmd_run(&r, cli, nocert, NULL, 0, 20000);
+    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 1)
+        HS_FAIL("echocli without a certificate under mutual TLS: status %d, out '%s'", r.status,
+                r.out);
+    hs_cmd_free(&r);
+
+    const char *const bench[] = {"echocli", "bench", "-a", tls_addr, "--cacert",
+                                 pki(c, "ca.pem"), "-c", "8", "-n", "4000", "-s", "100",
+                                 "-P", "4", "--json", NULL};
+    hs_cmd_run(&r, cli, bench, NULL, 0, 60000);
+    if (r.status != 0 || strstr(r.out, "\"errors\":0") == NULL ||
+        strstr(r.out, "\"tls\":true") == NULL)
+        HS_FAIL("echocli bench over TLS: status %d, out '%s', err '%s'", r.status, r.out, r.err);
+    hs_cmd_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -715,6 +779,7 @@ int main(void)
         HS_CTX_TEST(test_tls_mixed_listeners),
         HS_CTX_TEST(test_tls_config_errors),
         HS_CTX_TEST(test_tls_sigterm),
+        HS_CTX_TEST(test_tls_echocli),
     };
 
     if (hs_process_init() < 0)
