@@ -1212,6 +1212,24 @@ int hs_proc_task_count(pid_t pid)
     return count_proc_entries(pid, "task");
 }
 
+int hs_listener_addr(const char *text, const char *name, char *out, size_t cap)
+{
+    char tag[128];
+    const char *s = text;
+
+    snprintf(tag, sizeof tag, " (listener %s, plugin ", name);
+    while ((s = strstr(s, "listening on ")) != NULL) {
+        s += strlen("listening on ");
+        size_t len = strcspn(s, " \r\n");
+        if (strncmp(s + len, tag, strlen(tag)) == 0 && len < cap) {
+            memcpy(out, s, len);
+            out[len] = '\0';
+            return 0;
+        }
+    }
+    return -1;
+}
+
 bool hs_have_ipv6_loopback(void)
 {
     char buf[8192];

@@ -158,6 +158,10 @@ int hs_proc_fd_count(pid_t pid);
 /* Number of threads of PID (entries of /proc/PID/task), or -1. */
 int hs_proc_task_count(pid_t pid);
 
+/* Finds "listening on ADDR (listener NAME, plugin ..." in TEXT (echosrv's output) and copies
+ * ADDR into OUT (CAP bytes). Returns 0, or -1 when there is no such line. */
+int hs_listener_addr(const char *text, const char *name, char *out, size_t cap);
+
 /* True if /proc/net/if_inet6 lists the loopback address ::1. */
 bool hs_have_ipv6_loopback(void);
 

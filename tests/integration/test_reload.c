@@ -78,19 +78,7 @@ static int addr_after(struct hs_proc *srv, const char *marker, const char *name,
         }
         s = m;
     }
-    char tag[128];
-    snprintf(tag, sizeof tag, " (listener %s, plugin ", name);
-    int rc = -1;
-    while ((s = strstr(s, "listening on ")) != NULL) {
-        s += strlen("listening on ");
-        size_t len = strcspn(s, " \r\n");
-        if (strncmp(s + len, tag, strlen(tag)) == 0 && len < cap) {
-            memcpy(addr, s, len);
-            addr[len] = '\0';
-            rc = 0;
-            break;
-        }
-    }
+    int rc = hs_listener_addr(s, name, addr, cap);
     free(out);
     return rc;
 }

@@ -1291,26 +1291,6 @@ static void test_max_message_suffix(void **state)
     assert_int_equal(hs_ping(a, "after" SEP, IO_MS), 0);
 }
 
-/* Finds the address that the "listening on ADDR (listener NAME," line of OUT gives NAME;
- * copies it to ADDR. Returns 0 or -1. */
-static int addr_of_listener(const char *out, const char *name, char *addr, size_t cap)
-{
-    char tag[128];
-    const char *s = out;
-
-    snprintf(tag, sizeof tag, " (listener %s, plugin ", name);
-    while ((s = strstr(s, "listening on ")) != NULL) {
-        s += strlen("listening on ");
-        size_t len = strcspn(s, " \r\n");
-        if (strncmp(s + len, tag, strlen(tag)) == 0 && len < cap) {
-            memcpy(addr, s, len);
-            addr[len] = '\0';
-            return 0;
-        }
-    }
-    return -1;
-}
-
 /* Counts the occurrences of NEEDLE in HAY. */
 static int count_of(const char *hay, const char *needle)
 {
@@ -1358,7 +1338,7 @@ static void test_multi_protocol(void **state)
     char *out = hs_output(srv);
     assert_non_null(out);
     for (int i = 0; i < 3; i++) {
-        if (addr_of_listener(out, names[i], addr[i], sizeof addr[i]) < 0) {
+        if (hs_listener_addr(out, names[i], addr[i], sizeof addr[i]) < 0) {
             hs_dump_output(srv, "no listening line");
             free(out);
             HS_FAIL("no 'listening on ADDR (listener %s, plugin ...)' line", names[i]);
@@ -1420,8 +1400,8 @@ static void test_listeners_share_plugin(void **state)
     assert_non_null(out);
     int loads = count_of(out, " loaded from "); /* one line per plugin init */
     bool both = strstr(out, "for listeners strict, lax") != NULL;
-    int ok = addr_of_listener(out, "strict", strict, sizeof strict) == 0 &&
-             addr_of_listener(out, "lax", lax, sizeof lax) == 0;
+    int ok = hs_listener_addr(out, "strict", strict, sizeof strict) == 0 &&
+             hs_listener_addr(out, "lax", lax, sizeof lax) == 0;
     if (loads != 1 || !both || !ok)
         hs_dump_output(srv, "start-up");
     free(out);
@@ -1516,8 +1496,8 @@ static void test_listener_max_connections(void **state)
     struct hs_proc *srv = hs_ctx_start_conf(c, 2, 0);
     char *out = hs_output(srv);
     assert_non_null(out);
-    int ok = addr_of_listener(out, "one", one, sizeof one) == 0 &&
-             addr_of_listener(out, "other", other, sizeof other) == 0;
+    int ok = hs_listener_addr(out, "one", one, sizeof one) == 0 &&
+             hs_listener_addr(out, "other", other, sizeof other) == 0;
     free(out);
     if (!ok)
         HS_FAIL("missing 'listening on' lines for listeners one and other");
@@ -1608,7 +1588,7 @@ static void test_access_control(void **state)
     assert_non_null(out);
     int ok = 1;
     for (int i = 0; i < 4; i++)
-        ok = ok && addr_of_listener(out, names[i], addrs[i], sizeof addrs[i]) == 0 &&
+        ok = ok && hs_listener_addr(out, names[i], addrs[i], sizeof addrs[i]) == 0 &&
              strncmp(addrs[i], "127.0.0.1:", 10) == 0;
     free(out);
     if (!ok)

@@ -340,22 +340,6 @@ static void *reload_thread(void *arg)
     return NULL;
 }
 
-static int listener_addr(const char *out, const char *name, char *addr)
-{
-    char tag[96];
-    snprintf(tag, sizeof tag, " (listener %s, plugin ", name);
-    for (const char *s = out; (s = strstr(s, "listening on ")) != NULL;) {
-        s += strlen("listening on ");
-        size_t len = strcspn(s, " ");
-        if (strncmp(s + len, tag, strlen(tag)) == 0 && len < HS_ADDR_MAX) {
-            memcpy(addr, s, len);
-            addr[len] = '\0';
-            return 0;
-        }
-    }
-    return -1;
-}
-
 int main(int argc, char **argv)
 {
     long seconds = 600;
@@ -392,8 +376,9 @@ int main(int argc, char **argv)
     if (srv == NULL)
         return 1;
     char *out = hs_output(srv);
-    if (out == NULL || listener_addr(out, "plain", addr_plain) || listener_addr(out, "tls", addr_tls) ||
-        listener_addr(out, "raw", addr_raw)) {
+    if (out == NULL || hs_listener_addr(out, "plain", addr_plain, HS_ADDR_MAX) ||
+        hs_listener_addr(out, "tls", addr_tls, HS_ADDR_MAX) ||
+        hs_listener_addr(out, "raw", addr_raw, HS_ADDR_MAX)) {
         fprintf(stderr, "soak: no listening lines\n");
         return 1;
     }
