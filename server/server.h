@@ -158,6 +158,7 @@ struct worker {
     gen **gens;            /* every generation it holds: gen, and older ones
                             * with connections left here */
     size_t ngens, capgens;
+    gen *refused;          /* a generation it could not take (out of memory) */
     conn_list *active;     /* one list per slot, least recently active first:
                             * a single timeout per list keeps expiry O(1) */
     size_t nactive;        /* lists in active */

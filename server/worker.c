@@ -309,10 +309,13 @@ static void worker_switch(worker *w, gen *g)
 {
     server *srv = w->srv;
     gen *old = w->gen;
+    if (g == w->refused)
+        return; /* already answered */
     if (worker_hold(w, g) < 0) {
-        log_error("worker %d: out of memory taking the new configuration: dropping it",
-                  w->id);
-        /* The main thread counted a hold for this worker. */
+        log_error("worker %d: out of memory taking the new configuration: its connections "
+                  "stay on the previous one", w->id);
+        /* The main thread counted a hold for this worker: give it back, once. */
+        w->refused = g;
         atomic_fetch_sub(&g->refs, 1);
     } else {
         int was = w->accepting;
