@@ -61,6 +61,7 @@ enum {
     CF_LINGER = 1 << 2,   /* we sent FIN: discard input until the peer's */
     CF_PAUSED = 1 << 3,   /* not reading: output above the high-water mark */
     CF_ABORT = 1 << 4,    /* fatal error: close without sending more */
+    CF_PARTIAL = 1 << 5,  /* holds part of a message: in its worker's partial list */
 };
 
 /* One client connection. Owned by the worker that accepted it, for life:
@@ -75,6 +76,8 @@ struct es_conn {
     conn_list *home;       /* its idle list: w->active[l->svc->index] */
     es_conn *prev, *next;  /* in *home, or in w->linger */
     uint64_t last_active;  /* ms, worker clock */
+    es_conn *pprev, *pnext;/* in w->partial[l->svc->index] while CF_PARTIAL */
+    uint64_t msg_start;    /* ms, worker clock: when its partial message began */
     buf in;                /* unconsumed input, when a message spans reads */
     buf out;               /* unsent output, under backpressure only */
     char *peer_text;       /* formatted on demand */
@@ -90,7 +93,7 @@ struct es_conn {
 struct conn_list {
     es_conn *head, *tail;
     size_t count;
-    uint64_t timeout_ms;   /* idle lists: the one idle timeout of its members, 0 = none */
+    uint64_t timeout_ms;   /* the one timeout of its members (idle or read), 0 = none */
 };
 
 struct worker {
@@ -104,6 +107,9 @@ struct worker {
     conn_list *active;     /* one list per service, least recently active first:
                             * a single timeout per list keeps expiry O(1) */
     size_t nactive;        /* lists in active (srv->nservices) */
+    conn_list *partial;    /* one list per service (nactive of them) of the connections
+                            * holding part of a message, linked through pprev/pnext,
+                            * oldest message first: read_timeout expiry is O(1) */
     conn_list linger;      /* oldest first */
     es_conn *cur;          /* the connection whose input is being handled */
     uintptr_t in_lo, in_hi;/* bounds of that input */
@@ -168,6 +174,11 @@ void conn_drain(es_conn *c);
 
 /* Close c now: plugin close hook, fd, memory. Owning worker. */
 void conn_destroy(es_conn *c);
+
+/* Close c, the head of its partial list, whose message did not arrive
+ * within read_timeout: logged with the peer, then conn_destroy(). Owning
+ * worker; c is freed. */
+void conn_read_expired(es_conn *c);
 
 
 /* Unlink c from its list. */

@@ -204,6 +204,16 @@ static int worker_timers(worker *w)
         if (al->head != NULL && al->head->last_active + ms < next)
             next = al->head->last_active + ms;
     }
+    for (size_t i = 0; i < w->nactive && !w->draining; i++) {
+        conn_list *pl = &w->partial[i];
+        uint64_t ms = pl->timeout_ms;
+        if (ms == 0)
+            continue;
+        while (pl->head != NULL && w->now - pl->head->msg_start >= ms)
+            conn_read_expired(pl->head);
+        if (pl->head != NULL && pl->head->msg_start + ms < next)
+            next = pl->head->msg_start + ms;
+    }
     while (w->linger.head != NULL && w->now - w->linger.head->last_active >= LINGER_MS)
         conn_destroy(w->linger.head);
     if (w->linger.head != NULL && w->linger.head->last_active + LINGER_MS < next)
@@ -300,8 +310,10 @@ static void worker_free(worker *w)
     buf_free(&w->stage);
     free(w->rbuf);
     free(w->active);
+    free(w->partial);
     w->rbuf = NULL;
     w->active = NULL;
+    w->partial = NULL;
 }
 
 int worker_start_all(server *srv, char *err, size_t errlen)
@@ -320,10 +332,13 @@ int worker_start_all(server *srv, char *err, size_t errlen)
         w->epfd = epoll_create1(EPOLL_CLOEXEC);
         w->rbuf = malloc(READ_BUF_SIZE);
         w->active = calloc(srv->nservices, sizeof *w->active);
+        w->partial = calloc(srv->nservices, sizeof *w->partial);
         w->nactive = srv->nservices;
         for (size_t j = 0; w->active != NULL && j < srv->nservices; j++)
             w->active[j].timeout_ms = srv->services[j].idle_ms;
-        if (w->epfd < 0 || w->rbuf == NULL || w->active == NULL) {
+        for (size_t j = 0; w->partial != NULL && j < srv->nservices; j++)
+            w->partial[j].timeout_ms = (uint64_t)srv->services[j].cfg->read_timeout * 1000u;
+        if (w->epfd < 0 || w->rbuf == NULL || w->active == NULL || w->partial == NULL) {
             snprintf(err, errlen, "worker %d: %s", i,
                      w->epfd < 0 ? strerror(errno) : "out of memory");
             worker_free(w);
