@@ -54,14 +54,14 @@ static void fail_at(loader *ld, int line, const char *fmt, ...)
 enum {
     K_BIND, K_THREADS, K_PLUGIN, K_PLUGIN_DIR, K_BACKLOG, K_MAX_CONNECTIONS,
     K_IDLE_TIMEOUT, K_MAX_MESSAGE, K_SHUTDOWN_TIMEOUT, K_LOG_LEVEL, K_ALLOW, K_DENY,
-    K_SOCKET_MODE, K_TLS_HANDSHAKE_TIMEOUT, K_USER, K_GROUP, K_COUNT
+    K_SOCKET_MODE, K_TLS_HANDSHAKE_TIMEOUT, K_USER, K_GROUP, K_READ_TIMEOUT, K_COUNT
 };
 _Static_assert(K_COUNT < 32, "loader.seen holds every [server] key and the section's line");
 
 static const char *const server_keys[K_COUNT] = {
     "bind", "threads", "plugin", "plugin_dir", "backlog", "max_connections",
     "idle_timeout", "max_message", "shutdown_timeout", "log_level", "allow", "deny",
-    "socket_mode", "tls_handshake_timeout", "user", "group",
+    "socket_mode", "tls_handshake_timeout", "user", "group", "read_timeout",
 };
 
 /* The numeric [server] keys: range, what the number counts, and the field. */
@@ -78,6 +78,7 @@ static const struct num_key {
     {K_SHUTDOWN_TIMEOUT, 0, 3600, "a number of seconds", offsetof(config, shutdown_timeout)},
     {K_TLS_HANDSHAKE_TIMEOUT, 1, 3600, "a number of seconds",
      offsetof(config, tls_handshake_timeout)},
+    {K_READ_TIMEOUT, 0, 31536000, "a number of seconds", offsetof(config, read_timeout)},
 };
 
 static int parse_long(const char *text, long lo, long hi, long *out)
@@ -554,7 +555,7 @@ static void plugin_key(loader *ld, const char *section, const char *key, const c
 
 static const char *const listener_keys[LK_COUNT] = {
     "bind", "plugin", "backlog", "max_connections", "idle_timeout", "max_message",
-    "allow", "deny", "socket_mode",
+    "allow", "deny", "socket_mode", "read_timeout",
 };
 
 /* The numeric [listener NAME] keys, with the ranges of their [server] twins. */
@@ -562,6 +563,7 @@ static const struct num_key listener_num_keys[] = {
     {LK_BACKLOG, 1, 65535, "a number", offsetof(config_listener, backlog)},
     {LK_MAX_CONNECTIONS, 1, 100000000, "a number", offsetof(config_listener, max_connections)},
     {LK_IDLE_TIMEOUT, 0, 31536000, "a number of seconds", offsetof(config_listener, idle_timeout)},
+    {LK_READ_TIMEOUT, 0, 31536000, "a number of seconds", offsetof(config_listener, read_timeout)},
 };
 
 int config_is_listener_section(const char *section)
@@ -602,7 +604,7 @@ static void listener_key(loader *ld, const char *section, const char *key, const
         return;
     int k = key_index(ld, listener_keys, LK_COUNT, l->seen, key, where,
                       " (expected bind, plugin, backlog, max_connections, idle_timeout, "
-                      "max_message, allow, deny, socket_mode or a tls_ key)");
+                      "read_timeout, max_message, allow, deny, socket_mode or a tls_ key)");
     if (k < 0 || num_key_set(ld, listener_num_keys,
                              sizeof listener_num_keys / sizeof listener_num_keys[0], k, key,
                              value, l))
@@ -785,6 +787,7 @@ static void config_defaults(config *cfg)
     cfg->backlog = 1024;
     cfg->max_connections = 10000;
     cfg->idle_timeout = 0;
+    cfg->read_timeout = 0;
     cfg->max_message = (size_t)16 << 20;
     cfg->shutdown_timeout = 10;
     cfg->log_level = ES_LOG_INFO;
@@ -961,6 +964,8 @@ static int listeners_finish(loader *ld)
             l->max_connections = cfg->max_connections;
         if (l->seen[LK_IDLE_TIMEOUT] == 0)
             l->idle_timeout = cfg->idle_timeout;
+        if (l->seen[LK_READ_TIMEOUT] == 0)
+            l->read_timeout = cfg->read_timeout;
         if (l->seen[LK_MAX_MESSAGE] == 0)
             l->max_message = cfg->max_message;
         if (l->seen[LK_SOCKET_MODE] == 0)

@@ -39,7 +39,7 @@ typedef struct config_tls {
 /* The keys of a [listener NAME] section. */
 enum {
     LK_BIND, LK_PLUGIN, LK_BACKLOG, LK_MAX_CONNECTIONS, LK_IDLE_TIMEOUT, LK_MAX_MESSAGE,
-    LK_ALLOW, LK_DENY, LK_SOCKET_MODE, LK_COUNT
+    LK_ALLOW, LK_DENY, LK_SOCKET_MODE, LK_READ_TIMEOUT, LK_COUNT
 };
 
 /* One listener: a [listener NAME] section with the [server] values it did
@@ -57,6 +57,7 @@ typedef struct config_listener {
     long backlog;
     long max_connections;  /* open connections of this listener */
     long idle_timeout;     /* seconds, 0 = never */
+    long read_timeout;     /* seconds from a message's first byte to its end, 0 = no limit */
     size_t max_message;
     cidr *allow;           /* peers let in; none: every peer (unless denied) */
     size_t nallow;
@@ -80,6 +81,7 @@ typedef struct config {
     long backlog;
     long max_connections;
     long idle_timeout;     /* seconds, 0 = never */
+    long read_timeout;     /* seconds from a message's first byte to its end, 0 = no limit */
     size_t max_message;    /* bytes of one message, separator included */
     cidr *allow;           /* the listeners' default allow list */
     size_t nallow;

@@ -95,6 +95,52 @@ static void conn_touch(es_conn *c)
     }
 }
 
+/* The partial lists (read_timeout) link connections through pprev/pnext,
+ * apart from the idle or linger list they are also in. */
+static void partial_leave(es_conn *c)
+{
+    if (!(c->flags & CF_PARTIAL))
+        return;
+    conn_list *l = &c->w->partial[c->slot];
+    if (c->pprev != NULL)
+        c->pprev->pnext = c->pnext;
+    else
+        l->head = c->pnext;
+    if (c->pnext != NULL)
+        c->pnext->pprev = c->pprev;
+    else
+        l->tail = c->pprev;
+    c->pprev = c->pnext = NULL;
+    l->count--;
+    c->flags &= (uint16_t)~CF_PARTIAL;
+}
+
+/* After a read that left c->in holding the start of a message, or not:
+ * keep c in its partial list, ordered by when that message began. A
+ * message that began with this read (fresh: none was pending, or the
+ * pending one completed) starts the clock now, at the young end; one still
+ * pending keeps its place. O(1). */
+static void partial_update(es_conn *c, int completed)
+{
+    conn_list *l = &c->w->partial[c->slot];
+    int holds = c->in.len > 0 && !(c->flags & (CF_CLOSING | CF_ABORT | CF_EOF | CF_LINGER));
+    if ((c->flags & CF_PARTIAL) && holds && !completed)
+        return;
+    partial_leave(c);
+    if (!holds || l->timeout_ms == 0)
+        return;
+    c->msg_start = c->w->now;
+    c->pnext = NULL;
+    c->pprev = l->tail;
+    if (l->tail != NULL)
+        l->tail->pnext = c;
+    else
+        l->head = c;
+    l->tail = c;
+    l->count++;
+    c->flags |= CF_PARTIAL;
+}
+
 /* Forget the replies gathered for the connection being handled. */
 static void stage_reset(worker *w)
 {
@@ -112,6 +158,7 @@ void conn_destroy(es_conn *c)
     if (w->cur == c)
         stage_reset(w);
     conn_list_remove(list_of(c), c);
+    partial_leave(c);
     SSL_free(c->ssl);
     close(c->fd);
     buf_free(&c->in);
@@ -124,6 +171,15 @@ void conn_destroy(es_conn *c)
     gen *g = l->gen;
     if (--g->wconns[w->id] == 0 && g != w->gen)
         worker_gen_drop(w, g);
+}
+
+void conn_read_expired(es_conn *c)
+{
+    log_warn("closing the connection from %s: a message begun %llu ms ago is incomplete "
+             "(read_timeout %ld s of listener %s)",
+             peer_name(c), (unsigned long long)(c->w->now - c->msg_start),
+             c->l->svc->cfg->read_timeout, c->l->svc->cfg->name);
+    conn_destroy(c);
 }
 
 /* Register the events c waits for. Returns 0, or -1 when epoll refused
@@ -160,6 +216,7 @@ static void conn_linger(es_conn *c)
     }
     shutdown(c->fd, SHUT_WR);
     conn_list_remove(list_of(c), c);
+    partial_leave(c);
     c->flags |= CF_LINGER;
     c->flags &= (uint16_t)~(CF_PAUSED | CF_TLS_RWW | CF_TLS_MORE);
     c->last_active = w->now;
@@ -402,6 +459,7 @@ static int conn_read_once(es_conn *c)
     if (n == 0) {
         /* The peer will send no more: answer what is complete, then go. */
         c->flags |= CF_EOF | CF_CLOSING;
+        partial_leave(c);
         buf_free(&c->in);
         return conn_flush(c);
     }
@@ -427,11 +485,13 @@ static int conn_read_once(es_conn *c)
             log_error("out of memory reading from %s: closing the connection", peer_name(c));
             c->flags |= CF_ABORT;
         }
+        partial_update(c, used > 0);
         return conn_flush(c);
     }
     /* Consumed bytes stay in place until the replies that may point at
      * them are sent. */
     buf_consume(&c->in, (size_t)used);
+    partial_update(c, used > 0);
     if (conn_flush(c) < 0)
         return -1;
     if (c->in.len == 0 || (c->flags & CF_CLOSING))

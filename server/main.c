@@ -65,9 +65,9 @@ static void print_summary(const gen *g)
         const config_listener *l = svc->cfg;
         const es_plugin *h = &svc->plugin->hooks;
         printf("  listener %s: bind %s; plugin %s %s (%s); backlog %ld, max_connections %ld, "
-               "idle_timeout %ld, max_message %zu%s%s%s\n",
+               "idle_timeout %ld, read_timeout %ld, max_message %zu%s%s%s\n",
                l->name, l->bind, h->name, h->version ? h->version : "", svc->plugin->path,
-               l->backlog, l->max_connections, l->idle_timeout, l->max_message,
+               l->backlog, l->max_connections, l->idle_timeout, l->read_timeout, l->max_message,
                svc->tls != NULL ? "; TLS " : "", svc->tls != NULL ? l->tls.cert : "",
                svc->tls == NULL ? ""
                : l->tls.verify_client == TLS_VERIFY_ON ? ", client certificates required"

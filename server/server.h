@@ -113,6 +113,7 @@ enum {
     CF_TLS_RWW = 1 << 6,  /* SSL_read wants the socket writable before it can go on */
     CF_TLS_MORE = 1 << 7, /* OpenSSL may hold input that epoll cannot see: read again */
     CF_NOPLUGIN = 1 << 8, /* the plugin's open hook has not run (or refused): no close hook */
+    CF_PARTIAL = 1 << 9,  /* holds part of a message: in its worker's partial list */
 };
 
 /* One client connection. Owned by the worker that accepted it, for life:
@@ -128,6 +129,8 @@ struct es_conn {
     listener *l;
     es_conn *prev, *next;  /* in its idle list, w->handshake or w->linger */
     uint64_t last_active;  /* ms, worker clock */
+    es_conn *pprev, *pnext;/* in w->partial[l->svc->index] while CF_PARTIAL */
+    uint64_t msg_start;    /* ms, worker clock: when its partial message began */
     buf in;                /* unconsumed input, when a message spans reads */
     buf out;               /* unsent output, under backpressure only */
     char *peer_text;       /* formatted on demand */
@@ -143,7 +146,7 @@ struct es_conn {
 struct conn_list {
     es_conn *head, *tail;
     size_t count;
-    uint64_t timeout_ms;   /* idle lists: the one idle timeout of its members, 0 = none */
+    uint64_t timeout_ms;   /* the one timeout of its members (idle or read), 0 = none */
 };
 
 struct worker {
@@ -161,7 +164,10 @@ struct worker {
     gen *refused;          /* a generation it could not take (out of memory) */
     conn_list *active;     /* one list per slot, least recently active first:
                             * a single timeout per list keeps expiry O(1) */
-    size_t nactive;        /* lists in active */
+    size_t nactive;        /* lists in active and in partial */
+    conn_list *partial;    /* one list per slot of the connections holding part of a
+                            * message, linked through pprev/pnext, oldest message first:
+                            * read_timeout expiry is O(1) */
     conn_list linger;      /* oldest first */
     conn_list handshake;   /* TLS handshakes in progress, oldest first */
     es_conn *cur;          /* the connection whose input is being handled */
@@ -282,6 +288,11 @@ void conn_destroy(es_conn *c);
 /* Close c, whose TLS handshake took longer than tls_handshake_timeout,
  * and log it. Owning worker; c is freed. */
 void conn_handshake_expired(es_conn *c);
+
+/* Close c, the head of its partial list, whose message did not arrive
+ * within read_timeout: logged with the peer, then conn_destroy(). Owning
+ * worker; c is freed. */
+void conn_read_expired(es_conn *c);
 
 
 /* Unlink c from its list. */

@@ -214,6 +214,16 @@ static int worker_timers(worker *w)
         conn_handshake_expired(w->handshake.head);
     if (w->handshake.head != NULL && w->handshake.head->last_active + hs_ms < next)
         next = w->handshake.head->last_active + hs_ms;
+    for (size_t i = 0; i < w->nactive && !w->draining; i++) {
+        conn_list *pl = &w->partial[i];
+        uint64_t ms = pl->timeout_ms;
+        if (ms == 0)
+            continue;
+        while (pl->head != NULL && w->now - pl->head->msg_start >= ms)
+            conn_read_expired(pl->head);
+        if (pl->head != NULL && pl->head->msg_start + ms < next)
+            next = pl->head->msg_start + ms;
+    }
     while (w->linger.head != NULL && w->now - w->linger.head->last_active >= LINGER_MS)
         conn_destroy(w->linger.head);
     if (w->linger.head != NULL && w->linger.head->last_active + LINGER_MS < next)
@@ -267,16 +277,24 @@ static int worker_hold(worker *w, gen *g)
         w->capgens = cap;
     }
     if (need > w->nactive) {
-        /* Connections name their list by index: the array may move. */
+        /* Connections name their lists by index: the arrays may move. */
         conn_list *v = realloc(w->active, need * sizeof *v);
         if (v == NULL)
             return -1;
         memset(v + w->nactive, 0, (need - w->nactive) * sizeof *v);
         w->active = v;
+        v = realloc(w->partial, need * sizeof *v);
+        if (v == NULL)
+            return -1; /* active grew: harmless, nactive tells the size of both */
+        memset(v + w->nactive, 0, (need - w->nactive) * sizeof *v);
+        w->partial = v;
         w->nactive = need;
     }
-    for (size_t i = 0; i < g->nservices; i++)
-        w->active[g->services[i].slot->index].timeout_ms = g->services[i].idle_ms;
+    for (size_t i = 0; i < g->nservices; i++) {
+        const service *svc = &g->services[i];
+        w->active[svc->slot->index].timeout_ms = svc->idle_ms;
+        w->partial[svc->slot->index].timeout_ms = (uint64_t)svc->cfg->read_timeout * 1000u;
+    }
     w->gens[w->ngens++] = g;
     return 0;
 }
@@ -425,8 +443,10 @@ static void worker_free(worker *w)
     free(w->rbuf);
     free(w->active);
     free(w->gens);
+    free(w->partial);
     w->rbuf = NULL;
     w->active = NULL;
+    w->partial = NULL;
     w->gens = NULL;
 }
 

@@ -781,69 +781,7 @@ static void test_listeners(void **state)
     assert_true(seen_v6 == v6);
 }
 
-/* 14. Out of file descriptors: no spinning, served connections keep working, recovery. */
-static void test_emfile(void **state)
-{
-    enum { N = 100 };
-    struct hs_ctx *c = begin(state, __func__);
-    struct hs_proc *srv = hs_ctx_start(c, "127.0.0.1:0", 1, 64, "");
-    const char *addr = hs_addr(srv, 0);
-    int fds[N];
-    int connected = 0;
-
-    for (int i = 0; i < N; i++) {
-        fds[i] = hs_ctx_track(c, hs_connect_nb(addr));
-        if (fds[i] < 0)
-            HS_FAIL("connect #%d: %s", i, strerror(errno));
-    }
-    /* Wait (bounded) for the handshakes; the kernel completes them from the backlog. */
-    long deadline = hs_now_ms() + 2000;
-    for (int i = 0; i < N; i++) {
-        struct pollfd pfd = { fds[i], POLLOUT, 0 };
-        int left = (int)(deadline - hs_now_ms());
-        if (poll(&pfd, 1, left > 0 ? left : 0) == 1)
-            connected++;
-    }
-    fprintf(stderr, "# %d of %d connections completed the handshake\n", connected, N);
-    for (int i = 0; i < 5; i++)
-        if (hs_ping(fds[i], "early bird" SEP, 3000) < 0)
-            HS_FAIL("connection #%d, opened before the limit, is not served", i);
-
-    fprintf(stderr, "# the server holds %d fds (RLIMIT_NOFILE 64)\n",
-            hs_proc_fd_count(hs_pid(srv)));
-    double cpu0 = hs_proc_cpu_seconds(hs_pid(srv));
-    hs_sleep_ms(1000);
-    double cpu1 = hs_proc_cpu_seconds(hs_pid(srv));
-    assert_true(cpu0 >= 0 && cpu1 >= 0);
-    fprintf(stderr, "# server CPU over 1 s at the fd limit: %.2f s\n", cpu1 - cpu0);
-    if (cpu1 - cpu0 >= 0.3)
-        HS_FAIL("echosrv used %.2f s CPU in 1 s at the fd limit: it spins on EMFILE",
-                cpu1 - cpu0);
-    for (int i = 0; i < 5; i++)
-        if (hs_ping(fds[i], "still here" SEP, 3000) < 0)
-            HS_FAIL("connection #%d stopped being served at the fd limit", i);
-
-    for (int i = 0; i < N; i++)
-        hs_ctx_untrack_close(c, fds[i]);
-    deadline = hs_now_ms() + 8000;
-    bool served = false;
-    while (!served && hs_now_ms() < deadline) {
-        int fd = hs_ctx_track(c, hs_connect(addr, 1000));
-        char buf[16];
-        if (fd >= 0) {
-            int left = (int)(deadline - hs_now_ms());
-            if (hs_send_all(fd, "recovered" SEP, 13, 1000) == 0 &&
-                hs_recv_exact(fd, buf, 13, left > 0 ? left : 1) == 13 &&
-                memcmp(buf, "recovered" SEP, 13) == 0)
-                served = true;
-            hs_ctx_untrack_close(c, fd);
-        }
-        if (!served)
-            hs_sleep_ms(100);
-    }
-    if (!served)
-        HS_FAIL("after the clients left, a new connection was not served within 8 s");
-}
+/* 14. Out of file descriptors: moved to test_faults.c (test_emfile), with the other faults. */
 
 /* Writes the whole INI file NAME in the test's directory from FMT (c->conf gets its path) and
  * starts echosrv on it, expecting one listener. Fails the test if it does not come up. */
@@ -1630,7 +1568,6 @@ int main(void)
         HS_CTX_TEST(test_config_and_cli),
         HS_CTX_TEST(test_sigterm),
         HS_CTX_TEST(test_listeners),
-        HS_CTX_TEST(test_emfile),
         HS_CTX_TEST(test_threads),
         HS_CTX_TEST(test_log_level),
         HS_CTX_TEST(test_shutdown_timeout),

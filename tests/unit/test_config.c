@@ -154,6 +154,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.backlog, 1024);
     assert_int_equal(cfg.max_connections, 10000);
     assert_int_equal(cfg.idle_timeout, 0);
+    assert_int_equal(cfg.read_timeout, 0);
     assert_int_equal(cfg.max_message, (size_t)16 << 20);
     assert_int_equal(cfg.shutdown_timeout, 10);
     assert_int_equal(cfg.log_level, ES_LOG_INFO);
@@ -195,7 +196,8 @@ static void test_every_server_key(void **state)
                          "idle_timeout = 300\n"
                          "max_message = 4096\n"
                          "shutdown_timeout = 42\n"
-                         "log_level = debug\n");
+                         "log_level = debug\n"
+                         "read_timeout = 30\n");
     assert_string_equal(cfg.bind, ":9000, [::1]:9001");
     assert_int_equal(cfg.nbinds, 2);
     assert_int_equal(cfg.binds[0].any, 1);
@@ -213,6 +215,8 @@ static void test_every_server_key(void **state)
     assert_int_equal(cfg.max_message, 4096);
     assert_int_equal(cfg.shutdown_timeout, 42);
     assert_int_equal(cfg.log_level, ES_LOG_DEBUG);
+    assert_int_equal(cfg.read_timeout, 30);
+    assert_int_equal(cfg.listeners[0].read_timeout, 30); /* the implicit listener's */
     config_free(&cfg);
     free(path);
 }
@@ -246,6 +250,12 @@ static void test_limits_accepted(void **state)
     config_free(&cfg);
     load_one(&cfg, "idle_timeout", "31536000");
     assert_int_equal(cfg.idle_timeout, 31536000);
+    config_free(&cfg);
+    load_one(&cfg, "read_timeout", "31536000");
+    assert_int_equal(cfg.read_timeout, 31536000);
+    config_free(&cfg);
+    load_one(&cfg, "read_timeout", "0");
+    assert_int_equal(cfg.read_timeout, 0);
     config_free(&cfg);
     load_one(&cfg, "shutdown_timeout", "0");
     assert_int_equal(cfg.shutdown_timeout, 0);
@@ -525,7 +535,9 @@ static void test_bad_numbers(void **state)
         {"shutdown_timeout", "-1"}, {"shutdown_timeout", "3601"}, {"shutdown_timeout", "ten"},
         {"max_message", "0"}, {"max_message", "1"}, {"max_message", "4097M"},
         {"max_message", "5G"}, {"max_message", "1T"}, {"max_message", "big"},
-        {"max_message", "-2"}, {"threads", "\"\""},
+        {"max_message", "-2"}, {"threads", "\"\""}, {"read_timeout", "-1"},
+        {"read_timeout", "31536001"}, {"read_timeout", "5m"}, {"read_timeout", ""},
+        {"read_timeout", "1.5"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char text[256], needle[128];
@@ -727,16 +739,19 @@ static void test_listener_sections(void **state)
                          "max_connections = 6\n"
                          "idle_timeout = 7\n"
                          "max_message = 64K\n"
+                         "read_timeout = 9\n"
                          "[listener resp]\n"
                          "bind = 127.0.0.1:6380\n"
                          "plugin = ../lib/resp.so\n"
                          "idle_timeout = 0\n"
+                         "read_timeout = 0\n"
                          "[server]\n"
                          "plugin = echo\n"
                          "plugin_dir = /p\n"
                          "backlog = 50\n"
                          "max_connections = 60\n"
                          "idle_timeout = 70\n"
+                         "read_timeout = 80\n"
                          "max_message = 1M\n"
                          "[echo]\n"
                          "separator = x\n");
@@ -748,11 +763,12 @@ static void test_listener_sections(void **state)
     assert_string_equal(a->bind, "127.0.0.1:8060");
     assert_int_equal(a->nbinds, 1);
     assert_string_equal(a->plugin, "echo");
-    assert_int_equal(a->plugin_line, 16); /* [server]'s, for errors about the plugin */
+    assert_int_equal(a->plugin_line, 18); /* [server]'s, for errors about the plugin */
     assert_string_equal(a->plugin_path, "/p/echo.so");
     assert_int_equal(a->backlog, 50);
     assert_int_equal(a->max_connections, 60);
     assert_int_equal(a->idle_timeout, 70);
+    assert_int_equal(a->read_timeout, 80); /* inherited from [server] */
     assert_int_equal(a->max_message, (size_t)1 << 20);
 
     assert_string_equal(b->name, "Raw_2");
@@ -768,12 +784,15 @@ static void test_listener_sections(void **state)
     assert_int_equal(b->backlog, 5);
     assert_int_equal(b->max_connections, 6);
     assert_int_equal(b->idle_timeout, 7);
+    assert_int_equal(b->read_timeout, 9);
     assert_int_equal(b->max_message, 65536);
 
     assert_string_equal(r->name, "resp");
     snprintf(want, sizeof want, "%s/../lib/resp.so", cfg.dir);
     assert_string_equal(r->plugin_path, want);
     assert_int_equal(r->idle_timeout, 0); /* set to 0: not inherited */
+    assert_int_equal(r->read_timeout, 0);
+    assert_int_equal(cfg.read_timeout, 80);
     assert_int_equal(r->max_connections, 60);
 
     /* [server]'s own values are unchanged; [listener] sections are sections. */
@@ -829,6 +848,14 @@ static void test_listener_errors(void **state)
     load_err("[listener a]\nbind = :1\nbacklog = 0\n", 3, "backlog: '0'");
     load_err("[listener a]\nbind = :1\nmax_connections = x\n", 3, "max_connections: 'x'");
     load_err("[listener a]\nbind = :1\nidle_timeout = -1\n", 3, "idle_timeout: '-1'");
+    load_err("[listener a]\nbind = :1\n\nread_timeout = 2s\n", 4,
+             "read_timeout: '2s' is not a number of seconds from 0 to 31536000");
+    load_err("[listener a]\nbind = :1\nread_timeout = 1\nread_timeout = 2\n", 4,
+             "duplicate key 'read_timeout' in [listener a] (first set at line 3)");
+    load_err("[server]\nread_timeout = 1\nread_timeout = 1\n", 3,
+             "duplicate key 'read_timeout' in [server] (first set at line 2)");
+    load_err("[listener a]\nbind = :1\nread_timeou = 2\n", 3,
+             "(expected bind, plugin, backlog, max_connections, idle_timeout, read_timeout,");
     load_err("[listener a]\nbind = :1\nmax_message = 1\n", 3, "max_message: '1'");
 }
 
