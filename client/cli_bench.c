@@ -99,6 +99,8 @@ struct bworker {
     struct bconn *conns;
     unsigned nconns, live;
     uint8_t *rbuf;
+    SSL_CTX *ssl_ctx;           /* with --tls: its own, so that no OpenSSL object (the CA
+                                 * certificates' caches) is shared between the loops */
     uint64_t budget;            /* requests still to start; UINT64_MAX: no limit */
     uint64_t inflight;
     bool sending;
@@ -653,7 +655,7 @@ static int conn_tcp_up(struct bworker *w, struct bconn *c, const char *text)
         return 1;
     }
     c->tbuf = malloc(TBUF_SIZE);
-    c->ssl = c->tbuf ? tls_conn_new(g_ssl_ctx, c->fd, g_tls_name[0] ? g_tls_name : NULL, err,
+    c->ssl = c->tbuf ? tls_conn_new(w->ssl_ctx, c->fd, g_tls_name[0] ? g_tls_name : NULL, err,
                                     sizeof err) : NULL;
     if (c->ssl == NULL) {
         diag("TLS with %s: %s", text, c->tbuf ? err : "out of memory");
@@ -1244,6 +1246,17 @@ int cli_bench_main(int argc, char **argv)
                     g_opt.requests / g_opt.threads + (t < g_opt.requests % g_opt.threads);
         w->epfd = epoll_create1(EPOLL_CLOEXEC);
         w->rbuf = malloc(RBUF_SIZE);
+        if (g_ssl_ctx != NULL) {
+            tls_config tc = { .ca_file = g_opt.tls.cafile, .cert_file = g_opt.tls.cert,
+                              .key_file = g_opt.tls.key, .insecure = g_opt.tls.insecure };
+            char err[512];
+
+            w->ssl_ctx = tls_ctx_new(&tc, err, sizeof err);
+            if (w->ssl_ctx == NULL) {
+                fprintf(stderr, "echocli bench: %s\n", err);
+                goto done;
+            }
+        }
         if (w->epfd < 0 || w->rbuf == NULL) {
             fprintf(stderr, "echocli bench: %s\n", w->epfd < 0 ? strerror(errno) : "out of memory");
             goto done;
@@ -1291,6 +1304,8 @@ done:
         conn_tls_free(&conns[i], false);
         free(conns[i].carry);
     }
+    for (unsigned t = 0; ws != NULL && t < g_opt.threads; t++)
+        SSL_CTX_free(ws[t].ssl_ctx);
     free(ws);
     free(conns);
     free(slots);

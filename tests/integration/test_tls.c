@@ -765,6 +765,16 @@ static void test_tls_echocli(void **state)
         strstr(r.out, "\"tls\":true") == NULL)
         HS_FAIL("echocli bench over TLS: status %d, out '%s', err '%s'", r.status, r.out, r.err);
     hs_cmd_free(&r);
+
+    /* Both workers verifying client certificates at once. */
+    const char *const mbench[] = {"echocli", "bench", "-a", mutual, "--cacert", pki(c, "ca.pem"),
+                                  "--cert", pki(c, "client.pem"), "--key", pki(c, "client.key"),
+                                  "-c", "16", "-T", "2", "-n", "2000", "-s", "64", "--json", NULL};
+    hs_cmd_run(&r, cli, mbench, NULL, 0, 60000);
+    if (r.status != 0 || strstr(r.out, "\"errors\":0") == NULL)
+        HS_FAIL("echocli bench over mutual TLS: status %d, out '%s', err '%s'", r.status, r.out,
+                r.err);
+    hs_cmd_free(&r);
 }
 
 int main(void)
