@@ -8,18 +8,30 @@
  *
  * Lifecycle, and the thread each hook runs on:
  *
- *   init            main thread, once, before any worker starts
+ *   init            main thread, once per instance: at start-up before any
+ *                   worker starts, and again at each reload (SIGHUP)
  *   open            the worker thread that accepted the connection
  *   data_received   that same worker, each time input arrived
  *   response        that same worker, once per complete message
  *   close           that same worker, exactly once per successful open,
  *                   also when the server shuts down
- *   fini            main thread, once, after every worker has been joined
+ *   fini            main thread, once per instance, after the last
+ *                   connection opened with it has closed and no worker can
+ *                   reach it any more
  *
  * A connection never moves between threads, so per-connection state needs no
  * lock. Per-plugin state (the instance returned by init) is shared by every
  * worker: after init it must be treated as read-only, or protected by the
  * plugin's own locks or atomics.
+ *
+ * Reloads: each reload of the configuration calls init again, with the
+ * section as it is now, for a new instance; new connections get the new
+ * instance while the connections opened before keep theirs until they close,
+ * and only then is the old instance's fini called. Several instances of one
+ * plugin can therefore live at once, each with its own configuration: keep
+ * state in the instance, not in globals. When the plugin file was replaced on
+ * disk, the new instance comes from the new file (loaded from a private
+ * copy), beside the old code that its connections still run.
  *
  * Rules for plugins (normative):
  *   - hooks must not block (no sleeping, no blocking I/O, no waiting on locks
@@ -144,15 +156,17 @@ typedef struct es_plugin {
      * open and frees it after close. 0 for none (state is then NULL). */
     size_t conn_size;
 
-    /* Main thread, once. Read the plugin's own section; reject unknown keys
+    /* Main thread, once per instance (start-up, then each reload). Read the
+     * plugin's own section; reject unknown keys
      * and bad values by filling err (item = the index of the offending item)
      * and returning -1. On success store the plugin's instance (may be NULL)
      * in *instance and return 0. May be NULL. */
     int (*init)(const es_host *host, const es_config *cfg, void **instance,
                 es_error *err);
 
-    /* Main thread, once, after all connections are closed and workers
-     * joined. Frees the instance. May be NULL. */
+    /* Main thread, once per instance, after every connection opened with it
+     * has closed and no worker can reach it (at exit, after the workers are
+     * joined). Frees the instance. May be NULL. */
     void (*fini)(void *instance);
 
     /* A new connection; state is zeroed conn_size bytes, instance is what
