@@ -54,14 +54,15 @@ static void fail_at(loader *ld, int line, const char *fmt, ...)
 enum {
     K_BIND, K_THREADS, K_PLUGIN, K_PLUGIN_DIR, K_BACKLOG, K_MAX_CONNECTIONS,
     K_IDLE_TIMEOUT, K_MAX_MESSAGE, K_SHUTDOWN_TIMEOUT, K_LOG_LEVEL, K_ALLOW, K_DENY,
-    K_SOCKET_MODE, K_TLS_HANDSHAKE_TIMEOUT, K_USER, K_GROUP, K_READ_TIMEOUT, K_COUNT
+    K_SOCKET_MODE, K_TLS_HANDSHAKE_TIMEOUT, K_USER, K_GROUP, K_READ_TIMEOUT, K_LOG_TARGET,
+    K_COUNT
 };
 _Static_assert(K_COUNT < 32, "loader.seen holds every [server] key and the section's line");
 
 static const char *const server_keys[K_COUNT] = {
     "bind", "threads", "plugin", "plugin_dir", "backlog", "max_connections",
     "idle_timeout", "max_message", "shutdown_timeout", "log_level", "allow", "deny",
-    "socket_mode", "tls_handshake_timeout", "user", "group", "read_timeout",
+    "socket_mode", "tls_handshake_timeout", "user", "group", "read_timeout", "log_target",
 };
 
 /* The numeric [server] keys: range, what the number counts, and the field. */
@@ -493,6 +494,14 @@ static void server_key(loader *ld, const char *key, const char *value)
         return;
     case K_GROUP:
         parse_group(ld, value);
+        return;
+    case K_LOG_TARGET:
+        if (strcmp(value, "stderr") == 0)
+            cfg->log_target = LOG_TARGET_STDERR;
+        else if (strcmp(value, "syslog") == 0)
+            cfg->log_target = LOG_TARGET_SYSLOG;
+        else
+            fail_at(ld, line, "log_target: '%s' is not stderr or syslog", value);
         return;
     case K_LOG_LEVEL: {
         int lv = log_level_parse(value);

@@ -92,6 +92,7 @@ typedef struct config {
     config_tls tls;        /* the listeners' defaults */
     long tls_handshake_timeout; /* seconds a TLS handshake may take */
     int log_level;
+    int log_target;        /* LOG_TARGET_STDERR or LOG_TARGET_SYSLOG */
     int plugin_line;       /* line of `plugin =`, or 0 when defaulted */
     char *user;            /* user as written, NULL when unset (keep the starting user) */
     char *group;           /* group as written, NULL: the user's primary group */

@@ -81,6 +81,24 @@ static conn_list *list_of(es_conn *c)
     return &c->w->active[c->slot];
 }
 
+/* Log an event of c at level, with its peer and listener as fields. */
+static void conn_logf(int level, es_conn *c, const char *fmt, ...) ES_PRINTF(3, 4);
+static void conn_logf(int level, es_conn *c, const char *fmt, ...)
+{
+    char fields[ADDR_TEXT_MAX + 160];
+    snprintf(fields, sizeof fields, "peer=%s listener=%s", peer_name(c), c->l->svc->cfg->name);
+    va_list ap;
+    va_start(ap, fmt);
+    log_vfields(level, fields, fmt, ap);
+    va_end(ap);
+}
+
+#define conn_log(level, c, ...)                                                \
+    do {                                                                       \
+        if ((level) <= log_threshold)                                          \
+            conn_logf((level), (c), __VA_ARGS__);                              \
+    } while (0)
+
 /* Record activity: the connection moves to the young end of the idle order. */
 static void conn_touch(es_conn *c)
 {
@@ -152,6 +170,7 @@ static void stage_reset(worker *w)
 void conn_destroy(es_conn *c)
 {
     worker *w = c->w;
+    conn_log(ES_LOG_DEBUG, c, "connection closed");
     const es_plugin *h = hooks_of(c);
     if (h->close != NULL && !(c->flags & CF_NOPLUGIN))
         h->close(c, h->conn_size ? c->state : NULL);
@@ -175,7 +194,8 @@ void conn_destroy(es_conn *c)
 
 void conn_read_expired(es_conn *c)
 {
-    log_warn("closing the connection from %s: a message begun %llu ms ago is incomplete "
+    conn_log(ES_LOG_WARN, c,
+             "closing the connection from %s: a message begun %llu ms ago is incomplete "
              "(read_timeout %ld s of listener %s)",
              peer_name(c), (unsigned long long)(c->w->now - c->msg_start),
              c->l->svc->cfg->read_timeout, c->l->svc->cfg->name);
@@ -190,7 +210,8 @@ static int conn_set_events(es_conn *c, uint32_t want)
         return 0;
     struct epoll_event ev = {.events = want, .data.ptr = c};
     if (epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
-        log_error("epoll_ctl on the connection from %s: %s: closing it", peer_name(c),
+        conn_log(ES_LOG_ERROR, c, "epoll_ctl on the connection from %s: %s: closing it",
+                                  peer_name(c),
                   strerror(errno));
         return -1;
     }
@@ -244,7 +265,7 @@ static ssize_t conn_send(es_conn *c, const uint8_t *p, size_t len)
         return -1;
     }
     char why[256];
-    log_debug("TLS write to %s: %s", peer_name(c),
+    conn_log(ES_LOG_DEBUG, c, "TLS write to %s: %s", peer_name(c),
               tls_error_text(why, sizeof why, e == SSL_ERROR_SYSCALL && errno ? strerror(errno)
                                                                              : "connection lost"));
     errno = EPIPE;
@@ -287,7 +308,7 @@ static ssize_t conn_recv(es_conn *c, uint8_t *dst, size_t room)
         if (e == SSL_ERROR_ZERO_RETURN)
             return 0;
         char why[256];
-        log_debug("TLS read from %s: %s", peer_name(c),
+        conn_log(ES_LOG_DEBUG, c, "TLS read from %s: %s", peer_name(c),
                   tls_error_text(why, sizeof why,
                                  e == SSL_ERROR_SYSCALL && errno ? strerror(errno)
                                                                  : "connection lost"));
@@ -322,7 +343,7 @@ static int conn_flush(es_conn *c)
         if (len > 0) {
             ssize_t n = conn_send(c, p, len);
             if (n < 0 && errno != EAGAIN && errno != EINTR) {
-                log_debug("write to %s: %s", peer_name(c), strerror(errno));
+                conn_log(ES_LOG_DEBUG, c, "write to %s: %s", peer_name(c), strerror(errno));
                 conn_destroy(c);
                 return -1;
             }
@@ -331,7 +352,9 @@ static int conn_flush(es_conn *c)
                 conn_touch(c);
             if (w->span_len > 0) {
                 if (sent < len && buf_append(&c->out, p + sent, len - sent) < 0) {
-                    log_error("out of memory queueing output for %s: closing the connection",
+                    conn_log(ES_LOG_ERROR, c,
+                             "out of memory queueing output for %s: closing the connection",
+                                              
                               peer_name(c));
                     conn_destroy(c);
                     return -1;
@@ -353,7 +376,7 @@ static int conn_flush(es_conn *c)
     if (!handed_over && c->out.len > 0) {
         ssize_t n = conn_send(c, buf_head(&c->out), c->out.len);
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
-            log_debug("write to %s: %s", peer_name(c), strerror(errno));
+            conn_log(ES_LOG_DEBUG, c, "write to %s: %s", peer_name(c), strerror(errno));
             conn_destroy(c);
             return -1;
         }
@@ -402,22 +425,29 @@ static ssize_t conn_frame(es_conn *c, const uint8_t *data, size_t len)
         if (m == 0)
             break;
         if (m < 0 || (size_t)m > len - off) {
-            log_warn("protocol error from %s: closing the connection", peer_name(c));
+            conn_log(ES_LOG_WARN, c, "protocol error from %s: closing the connection",
+                                     peer_name(c));
             return -1;
         }
         if ((size_t)m > max) {
-            log_warn("message of %zd bytes from %s exceeds max_message (%zu): closing the connection",
+            conn_log(ES_LOG_WARN, c,
+                     "message of %zd bytes from %s exceeds max_message (%zu): closing the "
+                     "connection",
+                                     
                      m, peer_name(c), max);
             return -1;
         }
         if (h->response(c, st, data + off, (size_t)m) != 0) {
-            log_debug("plugin closed the connection from %s", peer_name(c));
+            conn_log(ES_LOG_DEBUG, c, "plugin closed the connection from %s", peer_name(c));
             return -1;
         }
         off += (size_t)m;
     }
     if (!(c->flags & (CF_CLOSING | CF_ABORT)) && len - off >= max) {
-        log_warn("message from %s exceeds max_message (%zu bytes) without an end: closing the connection",
+        conn_log(ES_LOG_WARN, c,
+                 "message from %s exceeds max_message (%zu bytes) without an end: closing the "
+                 "connection",
+                                 
                  peer_name(c), max);
         return -1;
     }
@@ -441,7 +471,8 @@ static int conn_read_once(es_conn *c)
     size_t room = READ_BUF_SIZE;
     if (!direct) {
         if (buf_reserve(&c->in, READ_BUF_SIZE) < 0) {
-            log_error("out of memory reading from %s: closing the connection", peer_name(c));
+            conn_log(ES_LOG_ERROR, c, "out of memory reading from %s: closing the connection",
+                                      peer_name(c));
             conn_destroy(c);
             return -1;
         }
@@ -452,7 +483,7 @@ static int conn_read_once(es_conn *c)
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR)
             return (c->flags & CF_TLS_RWW) ? conn_flush(c) : 0;
-        log_debug("read from %s: %s", peer_name(c), strerror(errno));
+        conn_log(ES_LOG_DEBUG, c, "read from %s: %s", peer_name(c), strerror(errno));
         conn_destroy(c);
         return -1;
     }
@@ -482,7 +513,8 @@ static int conn_read_once(es_conn *c)
     if (direct) {
         if ((size_t)used < len && !(c->flags & CF_CLOSING) &&
             buf_append(&c->in, data + used, len - (size_t)used) < 0) {
-            log_error("out of memory reading from %s: closing the connection", peer_name(c));
+            conn_log(ES_LOG_ERROR, c, "out of memory reading from %s: closing the connection",
+                                      peer_name(c));
             c->flags |= CF_ABORT;
         }
         partial_update(c, used > 0);
@@ -524,7 +556,8 @@ static int conn_handshake(es_conn *c)
         c->flags &= (uint16_t)~CF_HANDSHAKE;
         c->last_active = w->now;
         conn_list_append(&w->active[c->slot], c);
-        log_debug("TLS handshake with %s done: %s, %s", peer_name(c), SSL_get_version(c->ssl),
+        conn_log(ES_LOG_DEBUG, c, "TLS handshake with %s done: %s, %s",
+                                  peer_name(c), SSL_get_version(c->ssl),
                   SSL_get_cipher_name(c->ssl));
         if (conn_start(c) < 0)
             return -1;
@@ -552,7 +585,8 @@ static int conn_handshake(es_conn *c)
         size_t len = strlen(why);
         snprintf(why + len, sizeof why - len, " (%s)", X509_verify_cert_error_string(v));
     }
-    log_info("TLS handshake with %s on %s failed: %s", peer_name(c), c->l->name, why);
+    conn_log(ES_LOG_INFO, c, "TLS handshake with %s on %s failed: %s",
+                             peer_name(c), c->l->name, why);
     /* FIN, then wait for the peer's: closing with its bytes unread would
      * reset the connection under the alert OpenSSL has sent. */
     conn_linger(c);
@@ -561,7 +595,9 @@ static int conn_handshake(es_conn *c)
 
 void conn_handshake_expired(es_conn *c)
 {
-    log_info("TLS handshake with %s on %s: no handshake within %ld s: closing the connection",
+    conn_log(ES_LOG_INFO, c,
+             "TLS handshake with %s on %s: no handshake within %ld s: closing the connection",
+                             
              peer_name(c), c->l->name, c->w->gen->cfg.tls_handshake_timeout);
     conn_destroy(c);
 }
@@ -620,12 +656,12 @@ static int conn_start(es_conn *c)
     listener *l = c->l;
     const es_plugin *h = l->hooks;
     if (h->open != NULL && h->open(c, l->instance, h->conn_size ? c->state : NULL) != 0) {
-        log_debug("plugin refused the connection from %s", peer_name(c));
+        conn_log(ES_LOG_DEBUG, c, "plugin refused the connection from %s", peer_name(c));
         conn_destroy(c);
         return -1;
     }
     c->flags &= (uint16_t)~CF_NOPLUGIN;
-    log_debug("connection from %s on %s (listener %s%s)", peer_name(c), l->name,
+    conn_log(ES_LOG_DEBUG, c, "connection from %s on %s (listener %s%s)", peer_name(c), l->name,
               l->svc->cfg->name, c->ssl != NULL ? ", TLS" : "");
     return conn_flush(c);
 }
@@ -720,7 +756,8 @@ static int host_write(es_conn *c, const void *data, size_t len)
         goto oom;
     return 0;
 oom:
-    log_error("out of memory queueing %zu bytes for %s: closing the connection", len,
+    conn_log(ES_LOG_ERROR, c, "out of memory queueing %zu bytes for %s: closing the connection",
+                              len,
               peer_name(c));
     c->flags |= CF_ABORT;
     return -1;
@@ -735,15 +772,15 @@ static void host_log(const es_conn *c, enum es_log_level level, const char *fmt,
 {
     if ((int)level > log_threshold)
         return;
-    char prefix[ADDR_TEXT_MAX + 64];
+    char fields[ADDR_TEXT_MAX + 160];
     if (c != NULL)
-        snprintf(prefix, sizeof prefix, "%s: %s: ", c->l->hooks->name,
-                 peer_name((es_conn *)c));
+        snprintf(fields, sizeof fields, "plugin=%s peer=%s listener=%s", c->l->hooks->name,
+                 peer_name((es_conn *)c), c->l->svc->cfg->name);
     else
-        prefix[0] = '\0';
+        fields[0] = '\0';
     va_list ap;
     va_start(ap, fmt);
-    log_vmsg((int)level, prefix, fmt, ap);
+    log_vfields((int)level, fields, fmt, ap);
     va_end(ap);
 }
 

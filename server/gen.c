@@ -275,6 +275,7 @@ gen *gen_load(server *srv, char *err, size_t errlen)
         goto fail;
     if (srv->nworkers == 0) {
         log_threshold = g->cfg.log_level; /* the first load: the level of its own messages */
+        log_set_target(g->cfg.log_target);
         /* Before any plugin code runs as root. */
         if (privs_check(&g->cfg, geteuid(), srv->allow_root, err, errlen) < 0)
             goto fail;

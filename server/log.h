@@ -18,9 +18,20 @@ int log_level_parse(const char *text);
  * scripts wait for, like "listening on"). */
 #define LOG_ALWAYS 0x100
 
-/* Write "echosrv: LEVEL: message" to stderr as one write. Any thread. */
+/* Where lines go: stderr (the default) or syslog (facility daemon). */
+enum { LOG_TARGET_STDERR, LOG_TARGET_SYSLOG };
+
+/* Send the lines from now on to target. Main thread (at start-up and on
+ * reload); the lines of other threads follow at once. */
+void log_set_target(int target);
+
+/* Log one event as one line: "ts=TIME level=LEVEL msg="TEXT"" followed by
+ * fields (preformatted " key=value" pairs, or NULL), as one write to stderr
+ * (no ts: syslog stamps its own). TEXT is quoted and escaped, so an event
+ * stays one line. Any thread. */
 void log_msg(int level, const char *fmt, ...) ES_PRINTF(2, 3);
-void log_vmsg(int level, const char *prefix, const char *fmt, va_list ap);
+void log_fields(int level, const char *fields, const char *fmt, ...) ES_PRINTF(3, 4);
+void log_vfields(int level, const char *fields, const char *fmt, va_list ap);
 
 #define log_error(...) log_msg(ES_LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(ES_LOG_WARN, __VA_ARGS__)

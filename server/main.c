@@ -138,6 +138,7 @@ static void reload(server *srv)
         log_warn("reload: threads = %ld takes effect at the next start; %d worker threads "
                  "keep running", g->cfg.threads, srv->nworkers);
     log_threshold = g->cfg.log_level;
+    log_set_target(g->cfg.log_target);
     g->older = srv->all;
     srv->all = g;
     worker_switch_all(srv, g);

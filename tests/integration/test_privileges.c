@@ -344,14 +344,14 @@ static void test_allow_root(void **state)
     char *out = run_exact(check, 0);
     assert_output_has(out, "configuration OK");
     if (geteuid() == 0)
-        assert_output_has(out, "warn: running as root (--allow-root)");
+        assert_output_has(out, "level=warn msg=\"running as root (--allow-root)");
     free(out);
 
     const char *args[] = { "--allow-root", "-c", c->conf, NULL };
     struct hs_proc *srv = start_exact(args, 1);
     out = hs_output(srv);
     if (geteuid() == 0)
-        assert_output_has(out, "warn: running as root (--allow-root)");
+        assert_output_has(out, "level=warn msg=\"running as root (--allow-root)");
     else
         assert_output_lacks(out, "running as root");
     free(out);

@@ -72,7 +72,7 @@ static void test_root_without_user(void **state)
 
     assert_int_equal(check(&cfg, 0, 1, err, sizeof err, logged, sizeof logged), 0);
     assert_string_equal(err, "");
-    assert_contains(logged, "warn: running as root (--allow-root)");
+    assert_contains(logged, "level=warn msg=\"running as root (--allow-root)");
     config_free(&cfg);
 }
 
@@ -99,7 +99,7 @@ static void test_not_root(void **state)
     char err[512], logged[1024];
     load(&cfg, "[server]\n\nuser = nobody\ngroup = nogroup\n");
     assert_int_equal(check(&cfg, 4242, 0, err, sizeof err, logged, sizeof logged), 0);
-    assert_contains(logged, "warn: test.ini:3: user = nobody, group = nogroup ignored");
+    assert_contains(logged, "level=warn msg=\"test.ini:3: user = nobody, group = nogroup ignored");
     assert_contains(logged, "uid 4242");
 
     const struct passwd *pw = getpwnam("nobody");
