@@ -140,9 +140,9 @@ static void expect_peer(int fd, const char *want)
     char buf[256];
     assert_int_equal(hs_send_all(fd, "?", 1, IO_MS), 0);
     ssize_t n = hs_recv_until(fd, "\n", 1, buf, sizeof buf - 1, IO_MS);
-    if (n <= 0)
+    if (n <= 0 || (size_t)n >= sizeof buf)
         HS_FAIL("no answer from the peer plugin (want %s): %s", want, strerror(errno));
-    buf[n - 1] = '\0';
+    buf[(size_t)n - 1] = '\0';
     if (strcmp(buf, want) != 0)
         HS_FAIL("the plugin's peer is '%s', expected '%s'", buf, want);
 }
