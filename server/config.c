@@ -55,6 +55,7 @@ enum {
     K_BIND, K_THREADS, K_PLUGIN, K_PLUGIN_DIR, K_BACKLOG, K_MAX_CONNECTIONS,
     K_IDLE_TIMEOUT, K_MAX_MESSAGE, K_SHUTDOWN_TIMEOUT, K_LOG_LEVEL, K_ALLOW, K_DENY,
     K_SOCKET_MODE, K_TLS_HANDSHAKE_TIMEOUT, K_USER, K_GROUP, K_READ_TIMEOUT, K_LOG_TARGET,
+    K_PROXY_TIMEOUT,
     K_COUNT
 };
 _Static_assert(K_COUNT < 32, "loader.seen holds every [server] key and the section's line");
@@ -63,6 +64,7 @@ static const char *const server_keys[K_COUNT] = {
     "bind", "threads", "plugin", "plugin_dir", "backlog", "max_connections",
     "idle_timeout", "max_message", "shutdown_timeout", "log_level", "allow", "deny",
     "socket_mode", "tls_handshake_timeout", "user", "group", "read_timeout", "log_target",
+    "proxy_timeout",
 };
 
 /* The numeric [server] keys: range, what the number counts, and the field. */
@@ -80,6 +82,7 @@ static const struct num_key {
     {K_TLS_HANDSHAKE_TIMEOUT, 1, 3600, "a number of seconds",
      offsetof(config, tls_handshake_timeout)},
     {K_READ_TIMEOUT, 0, 31536000, "a number of seconds", offsetof(config, read_timeout)},
+    {K_PROXY_TIMEOUT, 1, 3600, "a number of seconds", offsetof(config, proxy_timeout)},
 };
 
 static int parse_long(const char *text, long lo, long hi, long *out)
@@ -445,11 +448,44 @@ static int tls_key_set(loader *ld, config_tls *t, const char *key, const char *v
     return 1;
 }
 
+static const char *const proxy_keys[PK_COUNT] = {"proxy_protocol", "proxy_allow"};
+
+/* A PROXY protocol key of any section into p: returns 1 when key is one
+ * (value parsed, or the error reported), 0 when it is not. */
+static int proxy_key_set(loader *ld, config_proxy *p, const char *key, const char *value,
+                         const char *where)
+{
+    int k;
+    for (k = 0; k < PK_COUNT; k++)
+        if (strcmp(key, proxy_keys[k]) == 0)
+            break;
+    if (k == PK_COUNT)
+        return 0;
+    if (p->line[k] != 0) {
+        fail_at(ld, ld->lineno, "duplicate key '%s' in %s (first set at line %d)", key, where,
+                p->line[k]);
+        return 1;
+    }
+    p->line[k] = ld->lineno;
+    if (k == PK_ALLOW) {
+        parse_cidrs(ld, key, value, &p->allow, &p->nallow);
+    } else if (strcmp(value, "on") == 0) {
+        p->on = 1;
+    } else if (strcmp(value, "off") == 0) {
+        p->on = 0;
+    } else {
+        fail_at(ld, ld->lineno, "proxy_protocol: '%s' is not on or off", value);
+    }
+    return 1;
+}
+
 static void server_key(loader *ld, const char *key, const char *value)
 {
     config *cfg = ld->cfg;
     int line = ld->lineno;
     if (tls_key_set(ld, &cfg->tls, key, value, "[server]"))
+        return;
+    if (proxy_key_set(ld, &cfg->proxy, key, value, "[server]"))
         return;
     int k = key_index(ld, server_keys, K_COUNT, ld->seen, key, "[server]", NULL);
     if (k < 0 || num_key_set(ld, num_keys, sizeof num_keys / sizeof num_keys[0], k, key, value,
@@ -611,9 +647,12 @@ static void listener_key(loader *ld, const char *section, const char *key, const
     snprintf(where, sizeof where, "[listener %s]", name);
     if (tls_key_set(ld, &l->tls, key, value, where))
         return;
+    if (proxy_key_set(ld, &l->proxy, key, value, where))
+        return;
     int k = key_index(ld, listener_keys, LK_COUNT, l->seen, key, where,
                       " (expected bind, plugin, backlog, max_connections, idle_timeout, "
-                      "read_timeout, max_message, allow, deny, socket_mode or a tls_ key)");
+                      "read_timeout, max_message, allow, deny, socket_mode, proxy_protocol, "
+                      "proxy_allow or a tls_ key)");
     if (k < 0 || num_key_set(ld, listener_num_keys,
                              sizeof listener_num_keys / sizeof listener_num_keys[0], k, key,
                              value, l))
@@ -803,6 +842,7 @@ static void config_defaults(config *cfg)
     cfg->socket_mode = -1;
     cfg->tls.min_version = 12;
     cfg->tls_handshake_timeout = 10;
+    cfg->proxy_timeout = 5;
 }
 
 static void configure_inih(void)
@@ -917,6 +957,42 @@ static int tls_finish(loader *ld, config_listener *l, const config_tls *def, int
     return 0;
 }
 
+/* Fill the PROXY protocol keys listener l did not set from def ([server]'s),
+ * then check them: proxy_protocol = on needs proxy_allow (who may send the
+ * header), and a proxy_allow of l's own without proxy_protocol is a
+ * mistake. own: def's keys count as l's own (the implicit listener).
+ * Returns 0, or -1 (ld->err_line set, or 0 when out of memory). */
+static int proxy_finish(loader *ld, config_listener *l, const config_proxy *def, int own)
+{
+    config_proxy *p = &l->proxy;
+    int mine_allow = own ? def->line[PK_ALLOW] != 0 : p->line[PK_ALLOW] != 0;
+    if (p->line[PK_PROTOCOL] == 0) {
+        p->on = def->on;
+        p->line[PK_PROTOCOL] = def->line[PK_PROTOCOL];
+    }
+    if (p->line[PK_ALLOW] == 0) {
+        p->line[PK_ALLOW] = def->line[PK_ALLOW];
+        if (def->nallow > 0) {
+            p->allow = memdup(def->allow, def->nallow * sizeof *def->allow);
+            if (p->allow == NULL)
+                return -1;
+            p->nallow = def->nallow;
+        }
+    }
+    if (p->on && p->nallow == 0) {
+        fail_at(ld, p->line[PK_PROTOCOL],
+                "listener %s: proxy_protocol = on needs proxy_allow (the addresses of the "
+                "proxies that may send the PROXY header)", l->name);
+        return -1;
+    }
+    if (!p->on && mine_allow && p->nallow > 0) {
+        fail_at(ld, p->line[PK_ALLOW],
+                "listener %s: proxy_allow is set but proxy_protocol is off", l->name);
+        return -1;
+    }
+    return 0;
+}
+
 /* After the whole file is read: refuse a [server] bind beside [listener]
  * sections and listeners without bind, then fill what each listener did
  * not set from [server]. Without [listener] sections, [server] defines the
@@ -992,6 +1068,8 @@ static int listeners_finish(loader *ld)
                 return -1;
         }
         if (tls_finish(ld, l, &cfg->tls, !cfg->declared_listeners) < 0)
+            return -1;
+        if (proxy_finish(ld, l, &cfg->proxy, !cfg->declared_listeners) < 0)
             return -1;
     }
     return 0;
@@ -1131,6 +1209,7 @@ void config_free(config *cfg)
         free(l->plugin_path);
         free(l->allow);
         free(l->deny);
+        free(l->proxy.allow);
         tls_free(&l->tls);
     }
     free(cfg->listeners);
@@ -1143,6 +1222,7 @@ void config_free(config *cfg)
     free(cfg->plugin_path);
     free(cfg->allow);
     free(cfg->deny);
+    free(cfg->proxy.allow);
     tls_free(&cfg->tls);
     free(cfg->user);
     free(cfg->group);

@@ -36,6 +36,18 @@ typedef struct config_tls {
     int line[TK_COUNT];    /* line each value comes from, 0 = default */
 } config_tls;
 
+/* The PROXY protocol keys, the same in [server] (defaults) and [listener NAME]. */
+enum { PK_PROTOCOL, PK_ALLOW, PK_COUNT };
+
+/* A section's PROXY protocol settings: with on, every connection starts with a PROXY
+ * header (v1 or v2) from a peer in allow, and the client it names is the peer. */
+typedef struct config_proxy {
+    int on;                /* proxy_protocol */
+    cidr *allow;           /* proxy_allow: the proxies let in */
+    size_t nallow;
+    int line[PK_COUNT];    /* line each value comes from, 0 = default */
+} config_proxy;
+
 /* The keys of a [listener NAME] section. */
 enum {
     LK_BIND, LK_PLUGIN, LK_BACKLOG, LK_MAX_CONNECTIONS, LK_IDLE_TIMEOUT, LK_MAX_MESSAGE,
@@ -65,6 +77,7 @@ typedef struct config_listener {
     size_t ndeny;
     long socket_mode;      /* mode of its unix socket files, -1 = leave to the umask */
     config_tls tls;
+    config_proxy proxy;
     int seen[LK_COUNT];    /* line of each key the section sets, 0 if inherited */
 } config_listener;
 
@@ -91,6 +104,8 @@ typedef struct config {
     long shutdown_timeout; /* seconds */
     config_tls tls;        /* the listeners' defaults */
     long tls_handshake_timeout; /* seconds a TLS handshake may take */
+    config_proxy proxy;    /* the listeners' defaults */
+    long proxy_timeout;    /* seconds a PROXY header may take to arrive */
     int log_level;
     int log_target;        /* LOG_TARGET_STDERR or LOG_TARGET_SYSLOG */
     int plugin_line;       /* line of `plugin =`, or 0 when defaulted */

@@ -16,9 +16,12 @@
 #include <openssl/x509.h>
 
 #include "log.h"
+#include "proxy.h"
 #include "server.h"
 
 static int conn_start(es_conn *c);
+
+_Static_assert(READ_BUF_SIZE >= PROXY_HEADER_MAX, "a PROXY header is peeked into w->rbuf");
 
 static const es_plugin *hooks_of(const es_conn *c)
 {
@@ -71,11 +74,14 @@ static const char *peer_name(es_conn *c)
     return c->peer_text != NULL ? c->peer_text : "?";
 }
 
-/* The list c is on: lingering, in its TLS handshake, or its idle list. */
+/* The list c is on: lingering, awaiting its PROXY header, in its TLS
+ * handshake, or its idle list. */
 static conn_list *list_of(es_conn *c)
 {
     if (c->flags & CF_LINGER)
         return &c->w->linger;
+    if (c->flags & CF_PROXY)
+        return &c->w->proxy;
     if (c->flags & CF_HANDSHAKE)
         return &c->w->handshake;
     return &c->w->active[c->slot];
@@ -103,7 +109,7 @@ static void conn_logf(int level, es_conn *c, const char *fmt, ...)
 static void conn_touch(es_conn *c)
 {
     worker *w = c->w;
-    if (c->flags & (CF_LINGER | CF_HANDSHAKE))
+    if (c->flags & (CF_LINGER | CF_HANDSHAKE | CF_PROXY))
         return;
     c->last_active = w->now;
     conn_list *home = &w->active[c->slot];
@@ -354,8 +360,8 @@ static int conn_flush(es_conn *c)
                 if (sent < len && buf_append(&c->out, p + sent, len - sent) < 0) {
                     conn_log(ES_LOG_ERROR, c,
                              "out of memory queueing output for %s: closing the connection",
-                                              
-                              peer_name(c));
+                             
+                             peer_name(c));
                     conn_destroy(c);
                     return -1;
                 }
@@ -433,7 +439,7 @@ static ssize_t conn_frame(es_conn *c, const uint8_t *data, size_t len)
             conn_log(ES_LOG_WARN, c,
                      "message of %zd bytes from %s exceeds max_message (%zu): closing the "
                      "connection",
-                                     
+                     
                      m, peer_name(c), max);
             return -1;
         }
@@ -447,7 +453,7 @@ static ssize_t conn_frame(es_conn *c, const uint8_t *data, size_t len)
         conn_log(ES_LOG_WARN, c,
                  "message from %s exceeds max_message (%zu bytes) without an end: closing the "
                  "connection",
-                                 
+                 
                  peer_name(c), max);
         return -1;
     }
@@ -597,8 +603,120 @@ void conn_handshake_expired(es_conn *c)
 {
     conn_log(ES_LOG_INFO, c,
              "TLS handshake with %s on %s: no handshake within %ld s: closing the connection",
-                             
+             
              peer_name(c), c->l->name, c->w->gen->cfg.tls_handshake_timeout);
+    conn_destroy(c);
+}
+
+/* Whether the real client sa (after a PROXY header) passes c's listener's
+ * deny and allow lists, as a direct peer does at accept. Returns 1 or 0. */
+static int client_allowed(const es_conn *c, const struct sockaddr *sa)
+{
+    const config_listener *lc = c->l->svc->cfg;
+    if (cidr_list_match(lc->deny, lc->ndeny, sa))
+        return 0;
+    return lc->nallow == 0 || cidr_list_match(lc->allow, lc->nallow, sa);
+}
+
+/* Read c's PROXY header without blocking and without taking a byte past
+ * it (what follows is the TLS handshake's or the plugin's): peek, parse,
+ * then consume the header, or the incomplete part of it into c->in. Once
+ * it is whole, its client becomes c's peer, passes allow/deny, and c goes
+ * on to its TLS handshake or its plugin. A malformed, oversized or
+ * truncated header, or a refused client, closes c (logged). Returns 0, or
+ * -1 when c was freed or is closing. Owning worker. */
+static int conn_proxy_read(es_conn *c)
+{
+    worker *w = c->w;
+    listener *l = c->l;
+    size_t have = c->in.len;
+    uint8_t *p = w->rbuf; /* READ_BUF_SIZE >= PROXY_HEADER_MAX */
+    if (have > 0)
+        memcpy(p, buf_head(&c->in), have);
+    ssize_t n = recv(c->fd, p + have, PROXY_HEADER_MAX - have, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
+    if (n <= 0) {
+        if (have > 0 || n < 0)
+            conn_log(ES_LOG_WARN, c,
+                     "PROXY header from %s on %s (listener %s): %s after %zu bytes: closing "
+                     "the connection", peer_name(c), l->name, l->svc->cfg->name,
+                     n < 0 ? strerror(errno) : "truncated, the peer closed", have);
+        else
+            conn_log(ES_LOG_DEBUG, c,
+                     "%s closed the connection on %s before its PROXY header", peer_name(c),
+                     l->name);
+        conn_destroy(c);
+        return -1;
+    }
+    proxy_header h;
+    char why[256];
+    ssize_t hlen = proxy_parse(p, have + (size_t)n, &h, why, sizeof why);
+    if (hlen < 0) {
+        conn_log(ES_LOG_WARN, c,
+                 "PROXY header from %s on %s (listener %s): %s: closing the connection",
+                 peer_name(c), l->name, l->svc->cfg->name, why);
+        conn_destroy(c);
+        return -1;
+    }
+    /* Peeked bytes are in the socket: taking them back cannot fall short. */
+    size_t take = hlen == 0 ? (size_t)n : (size_t)hlen - have;
+    if (recv(c->fd, p + have, take, 0) != (ssize_t)take) {
+        conn_log(ES_LOG_WARN, c,
+                 "PROXY header from %s on %s: read: %s: closing the connection", peer_name(c),
+                 l->name, strerror(errno));
+        conn_destroy(c);
+        return -1;
+    }
+    if (hlen == 0) {
+        if (buf_append(&c->in, p + have, take) < 0) {
+            conn_log(ES_LOG_ERROR, c,
+                     "out of memory reading the PROXY header from %s: closing the connection",
+                     peer_name(c));
+            conn_destroy(c);
+            return -1;
+        }
+        return 0;
+    }
+    buf_free(&c->in);
+    if (h.local) {
+        conn_log(ES_LOG_DEBUG, c,
+                 "PROXY v%d header from %s on %s: %s: serving the proxy's own connection",
+                 h.version, peer_name(c), l->name, h.version == 1 ? "UNKNOWN" : "LOCAL");
+    } else {
+        char proxy_text[ADDR_TEXT_MAX];
+        snprintf(proxy_text, sizeof proxy_text, "%s", peer_name(c));
+        memcpy(&c->peer, &h.src, sizeof c->peer < sizeof h.src ? sizeof c->peer : sizeof h.src);
+        free(c->peer_text);
+        c->peer_text = NULL;
+        if (!client_allowed(c, &c->peer.sa)) {
+            conn_log(ES_LOG_DEBUG, c,
+                     "refusing %s (via proxy %s) on %s: not allowed by listener %s",
+                     peer_name(c), proxy_text, l->name, l->svc->cfg->name);
+            conn_destroy(c);
+            return -1;
+        }
+        conn_log(ES_LOG_DEBUG, c,
+                 "PROXY v%d header from %s on %s: client %s", h.version, proxy_text, l->name,
+                 peer_name(c));
+    }
+    conn_list_remove(&w->proxy, c);
+    c->flags &= (uint16_t)~CF_PROXY;
+    c->last_active = w->now;
+    if (c->ssl != NULL) {
+        c->flags |= CF_HANDSHAKE;
+        conn_list_append(&w->handshake, c);
+        return conn_handshake(c);
+    }
+    conn_list_append(&w->active[c->slot], c);
+    return conn_start(c);
+}
+
+void conn_proxy_expired(es_conn *c)
+{
+    conn_log(ES_LOG_INFO, c,
+             "no PROXY header from %s on %s within %ld s (proxy_timeout): closing the "
+             "connection", peer_name(c), c->l->name, c->w->gen->cfg.proxy_timeout);
     conn_destroy(c);
 }
 
@@ -607,6 +725,10 @@ void conn_event(es_conn *c, uint32_t events)
     if (c->flags & CF_LINGER) {
         /* Only the peer's FIN (or an error) is awaited: consume input. */
         conn_read_once(c);
+        return;
+    }
+    if (c->flags & CF_PROXY) {
+        conn_proxy_read(c);
         return;
     }
     if (c->flags & CF_HANDSHAKE) {
@@ -714,6 +836,12 @@ int conn_open(worker *w, listener *l, int fd, const struct sockaddr *sa, socklen
     }
     c->events = EPOLLIN;
     l->gen->wconns[w->id]++;
+    if (l->svc->cfg->proxy.on) {
+        /* Nothing runs before its PROXY header: within proxy_timeout. */
+        c->flags |= CF_PROXY;
+        conn_list_append(&w->proxy, c);
+        return 0;
+    }
     if (c->ssl != NULL) {
         /* The plugin sees it once the handshake is done: wait for the
          * ClientHello, within tls_handshake_timeout. */

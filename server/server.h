@@ -108,6 +108,7 @@ enum {
     CF_TLS_MORE = 1 << 7, /* OpenSSL may hold input that epoll cannot see: read again */
     CF_NOPLUGIN = 1 << 8, /* the plugin's open hook has not run (or refused): no close hook */
     CF_PARTIAL = 1 << 9,  /* holds part of a message: in its worker's partial list */
+    CF_PROXY = 1 << 10,   /* its PROXY header is awaited: in w->proxy, nothing else ran */
 };
 
 /* One client connection. Owned by the worker that accepted it, for life:
@@ -121,7 +122,7 @@ struct es_conn {
     SSL *ssl;              /* NULL: plain TCP */
     worker *w;
     listener *l;
-    es_conn *prev, *next;  /* in its idle list, w->handshake or w->linger */
+    es_conn *prev, *next;  /* in its idle list, w->handshake, w->proxy or w->linger */
     uint64_t last_active;  /* ms, worker clock */
     es_conn *pprev, *pnext;/* in w->partial[l->svc->index] while CF_PARTIAL */
     uint64_t msg_start;    /* ms, worker clock: when its partial message began */
@@ -164,6 +165,7 @@ struct worker {
                             * read_timeout expiry is O(1) */
     conn_list linger;      /* oldest first */
     conn_list handshake;   /* TLS handshakes in progress, oldest first */
+    conn_list proxy;       /* connections awaiting their PROXY header, oldest first */
     es_conn *cur;          /* the connection whose input is being handled */
     uintptr_t in_lo, in_hi;/* bounds of that input */
     const uint8_t *span;   /* replies that are bytes of that input, not copied */
@@ -282,6 +284,10 @@ void conn_destroy(es_conn *c);
 /* Close c, whose TLS handshake took longer than tls_handshake_timeout,
  * and log it. Owning worker; c is freed. */
 void conn_handshake_expired(es_conn *c);
+
+/* Close c, whose PROXY header did not arrive within proxy_timeout, and
+ * log it. Owning worker; c is freed. */
+void conn_proxy_expired(es_conn *c);
 
 /* Close c, the head of its partial list, whose message did not arrive
  * within read_timeout: logged with the peer, then conn_destroy(). Owning

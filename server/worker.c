@@ -53,12 +53,16 @@ static void listeners_remove(worker *w)
 
 /* Whether the peer sa may connect to svc: refused when its deny list
  * matches, or when it has an allow list that does not. Unix peers are
- * never refused. */
+ * never refused. With proxy_protocol, the peer is a proxy: only
+ * proxy_allow applies (allow and deny apply to the client its header
+ * names, in conn.c). */
 static int peer_allowed(const service *svc, const struct sockaddr *sa)
 {
     const config_listener *lc = svc->cfg;
     if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
         return 1;
+    if (lc->proxy.on)
+        return cidr_list_match(lc->proxy.allow, lc->proxy.nallow, sa);
     if (cidr_list_match(lc->deny, lc->ndeny, sa))
         return 0;
     return lc->nallow == 0 || cidr_list_match(lc->allow, lc->nallow, sa);
@@ -110,8 +114,8 @@ static void worker_accept(worker *w, listener *l)
             if (log_threshold >= ES_LOG_DEBUG) {
                 char text[ADDR_TEXT_MAX];
                 addr_format((struct sockaddr *)&ss, sl, text, sizeof text);
-                log_debug("refusing %s on %s: not allowed by listener %s", text, l->name,
-                          svc->cfg->name);
+                log_debug("refusing %s on %s: not allowed by listener %s%s", text, l->name,
+                          svc->cfg->name, svc->cfg->proxy.on ? " (proxy_allow)" : "");
             }
             close(fd);
             continue;
@@ -164,6 +168,8 @@ static void worker_drain_start(worker *w)
     /* Handshakes in progress carry no reply yet: they end here. */
     while (w->handshake.head != NULL)
         conn_destroy(w->handshake.head);
+    while (w->proxy.head != NULL)
+        conn_destroy(w->proxy.head);
     for (size_t i = 0; i < w->nactive; i++) {
         es_conn *c = w->active[i].head;
         while (c != NULL) {
@@ -183,11 +189,13 @@ static void worker_close_all(worker *w)
         conn_destroy(w->linger.head);
     while (w->handshake.head != NULL)
         conn_destroy(w->handshake.head);
+    while (w->proxy.head != NULL)
+        conn_destroy(w->proxy.head);
 }
 
 size_t worker_conn_count(const worker *w)
 {
-    size_t n = w->linger.count + w->handshake.count;
+    size_t n = w->linger.count + w->handshake.count + w->proxy.count;
     for (size_t i = 0; i < w->nactive; i++)
         n += w->active[i].count;
     return n;
@@ -214,6 +222,11 @@ static int worker_timers(worker *w)
         conn_handshake_expired(w->handshake.head);
     if (w->handshake.head != NULL && w->handshake.head->last_active + hs_ms < next)
         next = w->handshake.head->last_active + hs_ms;
+    uint64_t px_ms = (uint64_t)w->gen->cfg.proxy_timeout * 1000u;
+    while (w->proxy.head != NULL && w->now - w->proxy.head->last_active >= px_ms)
+        conn_proxy_expired(w->proxy.head);
+    if (w->proxy.head != NULL && w->proxy.head->last_active + px_ms < next)
+        next = w->proxy.head->last_active + px_ms;
     for (size_t i = 0; i < w->nactive && !w->draining; i++) {
         conn_list *pl = &w->partial[i];
         uint64_t ms = pl->timeout_ms;

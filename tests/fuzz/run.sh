@@ -5,7 +5,8 @@
 # sanitizer report, and prints where the input that caused it was saved: add that file to
 # tests/fuzz/corpus/TARGET/ once the bug is fixed.
 #
-#   tests/fuzz/run.sh [SECONDS] [TARGET...]     (targets: fuzz_echo fuzz_resp fuzz_ini fuzz_addr)
+#   tests/fuzz/run.sh [SECONDS] [TARGET...]     (targets: fuzz_echo fuzz_resp fuzz_ini fuzz_addr
+#                                              fuzz_proxy)
 #
 # Needs clang and libclang-rt-14-dev (libFuzzer's runtime), and libinih-dev; the tree is
 # not modified (everything goes to a temporary directory, kept when something failed).
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/../.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_echo fuzz_resp fuzz_ini fuzz_addr)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_echo fuzz_resp fuzz_ini fuzz_addr fuzz_proxy)
 case "$seconds" in
 '' | *[!0-9]*) echo "usage: tests/fuzz/run.sh [SECONDS] [TARGET...]" >&2; exit 2 ;;
 esac
@@ -45,6 +46,7 @@ sources() {
     fuzz_resp) echo tests/fuzz/fuzz_resp.c plugins/resp.c ;;
     fuzz_ini) echo tests/fuzz/fuzz_ini.c server/config.c server/log.c lib/addr.c lib/cidr.c ;;
     fuzz_addr) echo tests/fuzz/fuzz_addr.c lib/addr.c ;;
+    fuzz_proxy) echo tests/fuzz/fuzz_proxy.c lib/proxy.c ;;
     *) echo "run.sh: unknown target '$1'" >&2; return 1 ;;
     esac
 }

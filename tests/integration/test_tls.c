@@ -777,6 +777,57 @@ static void test_tls_echocli(void **state)
     hs_cmd_free(&r);
 }
 
+/* 11. proxy_protocol on a TLS listener: the PROXY header comes first, in clear, then the
+ * handshake; the client it names is the one the TLS log lines show. A ClientHello without
+ * a header is refused as not a PROXY header. */
+static void test_tls_proxy_protocol(void **state)
+{
+    struct hs_ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start(c, 1, "tls_cert = %s\ntls_key = %s\nproxy_protocol = on\n"
+                                "proxy_allow = 127.0.0.1\n",
+                                pki(c, "server.pem"), pki(c, "server.key"));
+    SSL_CTX *ctx = client_ctx(pki(c, "ca.pem"), NULL, NULL, 0);
+    const char *hdr = "PROXY TCP4 198.51.100.9 127.0.0.1 4443 443\r\n";
+
+    /* The header, then the handshake over the same connection. */
+    struct tls_conn t;
+    t.fd = hs_ctx_connect(c, hs_addr(srv, 0), IO_MS);
+    assert_int_equal(hs_send_all(t.fd, hdr, strlen(hdr), IO_MS), 0);
+    t.ssl = SSL_new(ctx);
+    assert_non_null(t.ssl);
+    SSL_set_fd(t.ssl, t.fd);
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t.ssl), "127.0.0.1");
+    char why[512];
+    if (SSL_connect(t.ssl) != 1)
+        HS_FAIL("handshake after a PROXY header failed: %s", ssl_why(why, sizeof why));
+    tls_ping(&t, "behind a proxy" SEP);
+    tls_close(c, &t);
+
+    /* Plaintext after the header: the failed handshake is logged with the real client. */
+    int fd = hs_ctx_connect(c, hs_addr(srv, 0), IO_MS);
+    const char *hdr2 = "PROXY TCP4 198.51.100.10 127.0.0.1 5555 443\r\nhello" SEP;
+    assert_int_equal(hs_send_all(fd, hdr2, strlen(hdr2), IO_MS), 0);
+    if (hs_wait_closed(fd, IO_MS) != 0)
+        HS_FAIL("plaintext after the header: not closed");
+    if (hs_wait_output(srv, "TLS handshake with 198.51.100.10:5555 on ", IO_MS) != 0) {
+        hs_dump_output(srv, "echosrv's output");
+        HS_FAIL("the failed handshake is not logged with the client the header names");
+    }
+
+    /* A ClientHello where the header should be. */
+    t.fd = hs_ctx_connect(c, hs_addr(srv, 0), IO_MS);
+    t.ssl = SSL_new(ctx);
+    assert_non_null(t.ssl);
+    SSL_set_fd(t.ssl, t.fd);
+    if (SSL_connect(t.ssl) == 1)
+        HS_FAIL("a handshake without a PROXY header succeeded");
+    ERR_clear_error();
+    tls_close(c, &t);
+    if (hs_wait_output(srv, "not a PROXY header (first byte 0x16)", IO_MS) != 0)
+        HS_FAIL("no log line about the ClientHello without a header");
+    SSL_CTX_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -790,6 +841,7 @@ int main(void)
         HS_CTX_TEST(test_tls_config_errors),
         HS_CTX_TEST(test_tls_sigterm),
         HS_CTX_TEST(test_tls_echocli),
+        HS_CTX_TEST(test_tls_proxy_protocol),
     };
 
     if (hs_process_init() < 0)

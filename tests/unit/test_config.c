@@ -918,6 +918,67 @@ static void test_access_errors(void **state)
     load_err("[listener a]\nbind = :1\nsocket_mode = rw\n", 3, "socket_mode: 'rw'");
 }
 
+static void test_proxy_keys(void **state)
+{
+    (void)state;
+    config cfg;
+    /* [server]'s proxy keys are the listeners' defaults, key by key. */
+    char *path = load_ok(&cfg, "[server]\nproxy_protocol = on\nproxy_allow = 10.0.0.0/8, ::1\n"
+                               "proxy_timeout = 3\n"
+                               "[listener a]\nbind = :1\n"
+                               "[listener b]\nbind = :2\nproxy_allow = 192.168.1.1\n"
+                               "[listener c]\nbind = :3\nproxy_protocol = off\n");
+    assert_int_equal(cfg.proxy_timeout, 3);
+    const config_listener *a = &cfg.listeners[0], *b = &cfg.listeners[1], *c = &cfg.listeners[2];
+    assert_int_equal(a->proxy.on, 1);
+    assert_int_equal(a->proxy.nallow, 2);
+    assert_int_equal(a->proxy.allow[1].family, AF_INET6);
+    assert_int_equal(b->proxy.on, 1);
+    assert_int_equal(b->proxy.nallow, 1);
+    assert_int_equal(b->proxy.allow[0].prefix, 32);
+    assert_int_equal(c->proxy.on, 0);
+    config_free(&cfg);
+    free(path);
+
+    /* Off by default, proxy_timeout 5 s. */
+    path = load_ok(&cfg, "[server]\nbind = :1\n");
+    assert_int_equal(cfg.listeners[0].proxy.on, 0);
+    assert_int_equal(cfg.listeners[0].proxy.nallow, 0);
+    assert_int_equal(cfg.proxy_timeout, 5);
+    config_free(&cfg);
+    free(path);
+
+    /* The implicit listener. */
+    path = load_ok(&cfg, "[server]\nbind = :1\nproxy_protocol = on\nproxy_allow = 127.0.0.1\n");
+    assert_int_equal(cfg.listeners[0].proxy.on, 1);
+    assert_int_equal(cfg.listeners[0].proxy.nallow, 1);
+    config_free(&cfg);
+    free(path);
+}
+
+static void test_proxy_errors(void **state)
+{
+    (void)state;
+    load_err("[server]\nproxy_protocol = yes\n", 2, "proxy_protocol: 'yes' is not on or off");
+    load_err("[server]\nproxy_allow = 10.0.0.0/33\n", 2, "proxy_allow: '10.0.0.0/33'");
+    load_err("[server]\nproxy_timeout = 0\n", 2, "proxy_timeout: '0' is not a number of seconds");
+    load_err("[listener a]\nbind = :1\nproxy_timeout = 2\n", 3, "unknown key 'proxy_timeout'");
+    /* on without proxy_allow: reported at proxy_protocol's line. */
+    load_err("[server]\nbind = :1\nproxy_protocol = on\n", 3,
+             "listener default: proxy_protocol = on needs proxy_allow");
+    load_err("[listener a]\nbind = :1\nproxy_protocol = on\nproxy_allow =\n", 3,
+             "listener a: proxy_protocol = on needs proxy_allow");
+    load_err("[server]\nproxy_protocol = on\n[listener a]\nbind = :1\n", 2,
+             "listener a: proxy_protocol = on needs proxy_allow");
+    /* proxy_allow of a listener's own without proxy_protocol. */
+    load_err("[listener a]\nbind = :1\n\nproxy_allow = 127.0.0.1\n", 4,
+             "listener a: proxy_allow is set but proxy_protocol is off");
+    load_err("[server]\nbind = :1\nproxy_allow = 127.0.0.1\n", 3,
+             "proxy_allow is set but proxy_protocol is off");
+    load_err("[listener a]\nbind = :1\nproxy_protocol = on\nproxy_protocol = off\n", 4,
+             "duplicate key 'proxy_protocol' in [listener a] (first set at line 3)");
+}
+
 static void test_tls_keys(void **state)
 {
     (void)state;
@@ -1124,6 +1185,8 @@ int main(void)
         cmocka_unit_test(test_unknown_section_with_listeners),
         cmocka_unit_test(test_access_keys),
         cmocka_unit_test(test_access_errors),
+        cmocka_unit_test(test_proxy_keys),
+        cmocka_unit_test(test_proxy_errors),
         cmocka_unit_test(test_tls_keys),
         cmocka_unit_test(test_tls_errors),
         cmocka_unit_test(test_user_group_keys),
