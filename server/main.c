@@ -65,14 +65,15 @@ static void print_summary(const gen *g)
         const config_listener *l = svc->cfg;
         const es_plugin *h = &svc->plugin->hooks;
         printf("  listener %s: bind %s; plugin %s %s (%s); backlog %ld, max_connections %ld, "
-               "idle_timeout %ld, read_timeout %ld, max_message %zu%s%s%s\n",
+               "idle_timeout %ld, read_timeout %ld, max_message %zu%s%s%s%s\n",
                l->name, l->bind, h->name, h->version ? h->version : "", svc->plugin->path,
                l->backlog, l->max_connections, l->idle_timeout, l->read_timeout, l->max_message,
                svc->tls != NULL ? "; TLS " : "", svc->tls != NULL ? l->tls.cert : "",
                svc->tls == NULL ? ""
                : l->tls.verify_client == TLS_VERIFY_ON ? ", client certificates required"
                : l->tls.verify_client == TLS_VERIFY_OPTIONAL ? ", client certificates checked"
-                                                             : "");
+                                                             : "",
+               l->proxy.on ? "; PROXY protocol from proxy_allow" : "");
     }
     char who[256];
     privs_describe(cfg, who, sizeof who);
@@ -85,8 +86,9 @@ static void log_listening(const gen *g)
 {
     for (size_t i = 0; i < g->nlisteners; i++) {
         const listener *l = &g->listeners[i];
-        log_msg(ES_LOG_INFO | LOG_ALWAYS, "listening on %s (listener %s, plugin %s%s)", l->name,
-                l->svc->cfg->name, l->hooks->name, l->tls != NULL ? ", TLS" : "");
+        log_msg(ES_LOG_INFO | LOG_ALWAYS, "listening on %s (listener %s, plugin %s%s%s)",
+                l->name, l->svc->cfg->name, l->hooks->name, l->tls != NULL ? ", TLS" : "",
+                l->svc->cfg->proxy.on ? ", PROXY protocol" : "");
     }
 }
 
