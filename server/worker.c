@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 
 #define MAX_EVENTS 256
@@ -113,6 +114,7 @@ static void worker_accept(worker *w, listener *l)
                 log_debug("refusing %s on %s: not allowed by listener %s", text, l->name,
                           svc->cfg->name);
             }
+            metrics_add(&svc->stats->w[w->id].refused[MR_ACCESS], 1);
             close(fd);
             continue;
         }
@@ -128,6 +130,7 @@ static void worker_accept(worker *w, listener *l)
         }
         if (full) {
             atomic_fetch_sub_explicit(&srv->nconns, 1, memory_order_relaxed);
+            metrics_add(&svc->stats->w[w->id].refused[MR_MAX_CONNECTIONS], 1);
             close(fd);
             if (w->now - w->warned_full >= 1000 || w->warned_full == 0) {
                 if (full == 1)
@@ -204,6 +207,7 @@ static int worker_timers(worker *w)
             continue;
         while (al->head != NULL && w->now - al->head->last_active >= ms) {
             log_debug("closing an idle connection (listener %s)", al->head->l->svc->cfg->name);
+            metrics_add(&al->head->stats->errors[ME_IDLE_TIMEOUT], 1);
             conn_destroy(al->head);
         }
         if (al->head != NULL && al->head->last_active + ms < next)
