@@ -372,6 +372,13 @@ static void test_exact_counters(void **state)
     for (int i = 0; i < 4; i++)
         hs_ctx_untrack_close(c, fds[i]);
     hs_ctx_untrack_close(c, fifth);
+    /* The server sees the closes after the client: wait for them, or the next connection
+     * could still find the listener full. */
+    struct want closed[] = {
+        {"echosrv_connections_open", "listener=main", 0},
+        {"echosrv_connections_refused_total", "listener=main,reason=max_connections", 1},
+    };
+    expect(adm, closed, 2, e);
 
     /* 64 bytes without a separator reach max_message = 64. */
     int big = hs_ctx_connect(c, main_addr, IO_MS);
