@@ -535,9 +535,15 @@ int admin_commit(admin *a)
         a->s = a->ns;
         a->ns.fd = -1;
     }
-    settings_free(&a->cur);
-    a->cur = a->next;
-    memset(&a->next, 0, sizeof a->next);
+    if (restart || !a->next.on) {
+        /* The thread (if any) is stopped: its settings may change. */
+        settings_free(&a->cur);
+        a->cur = a->next;
+        memset(&a->next, 0, sizeof a->next);
+    } else {
+        /* Equal settings: the running thread keeps reading its own. */
+        settings_free(&a->next);
+    }
     a->prepared = 0;
     if (!a->cur.on)
         return 0;
