@@ -82,7 +82,7 @@ static struct faults *begin(void **state, unsigned budget_s, const char *name)
     return (struct faults *)hs_ctx_begin(state, budget_s, name);
 }
 
-/* Remembers FD for teardown; returns its slot (>= 0), or -1 if FD < 0. */
+/* Remembers FD for teardown; returns its index in f->fds (>= 0), or -1 if FD < 0. */
 static int track(struct faults *f, int fd)
 {
     if (fd < 0)
@@ -102,22 +102,22 @@ static int track(struct faults *f, int fd)
 }
 
 /* Closes the fd in SLOT (if still open) and forgets it. */
-static void untrack_close(struct faults *f, int slot)
+static void untrack_close(struct faults *f, int ix)
 {
-    if (slot >= 0 && slot < f->nfds && f->fds[slot] >= 0) {
-        close(f->fds[slot]);
-        f->fds[slot] = -1;
+    if (ix >= 0 && ix < f->nfds && f->fds[ix] >= 0) {
+        close(f->fds[ix]);
+        f->fds[ix] = -1;
     }
 }
 
 /* Sets SO_LINGER {1, 0} so that close() sends RST, then closes the fd in SLOT. */
-static void reset_close(struct faults *f, int slot)
+static void reset_close(struct faults *f, int ix)
 {
     struct linger lg = { 1, 0 };
 
-    if (slot >= 0 && slot < f->nfds && f->fds[slot] >= 0) {
-        setsockopt(f->fds[slot], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-        untrack_close(f, slot);
+    if (ix >= 0 && ix < f->nfds && f->fds[ix] >= 0) {
+        setsockopt(f->fds[ix], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        untrack_close(f, ix);
     }
 }
 
@@ -211,26 +211,26 @@ static void test_emfile(void **state)
     struct faults *f = begin(state, 60, __func__);
     struct hs_proc *srv = hs_ctx_start(&f->ctx, "127.0.0.1:0", 1, NOFILE, "");
     const char *at = hs_addr(srv, 0);
-    int slot[N];
+    int ix[N];
     bool served[N];
     char want[N][32];
     int nserved = 0;
 
     for (int i = 0; i < N; i++) {
-        slot[i] = track(f, hs_connect_nb(at));
-        if (slot[i] < 0)
+        ix[i] = track(f, hs_connect_nb(at));
+        if (ix[i] < 0)
             HS_FAIL("connect #%d: %s", i, strerror(errno));
         served[i] = false;
     }
     /* The kernel completes the handshakes from the backlog whether or not echosrv accepts. */
     long deadline = hs_now_ms() + 5000;
     for (int i = 0; i < N; i++) {
-        struct pollfd pfd = { f->fds[slot[i]], POLLOUT, 0 };
+        struct pollfd pfd = { f->fds[ix[i]], POLLOUT, 0 };
         int left = (int)(deadline - hs_now_ms());
         if (poll(&pfd, 1, left > 0 ? left : 0) != 1)
             HS_FAIL("connection #%d did not complete its handshake in 5 s", i);
         snprintf(want[i], sizeof want[i], "request %d" SEP, i);
-        if (hs_send_all(f->fds[slot[i]], want[i], strlen(want[i]), IO_MS) < 0)
+        if (hs_send_all(f->fds[ix[i]], want[i], strlen(want[i]), IO_MS) < 0)
             HS_FAIL("cannot send request #%d: %s", i, strerror(errno));
     }
 
@@ -244,7 +244,7 @@ static void test_emfile(void **state)
             int np_ = 0;                                                                   \
             for (int i = 0; i < N; i++)                                                    \
                 if (!served[i]) {                                                          \
-                    pfds[np_] = (struct pollfd){ f->fds[slot[i]], POLLIN, 0 };            \
+                    pfds[np_] = (struct pollfd){ f->fds[ix[i]], POLLIN, 0 };            \
                     map[np_++] = i;                                                        \
                 }                                                                          \
             int left_ = (int)(until_ - hs_now_ms());                                       \
@@ -258,13 +258,13 @@ static void test_emfile(void **state)
                 int i = map[k];                                                            \
                 char got_[32];                                                             \
                 size_t len_ = strlen(want[i]);                                             \
-                if (hs_recv_exact(f->fds[slot[i]], got_, len_, IO_MS) != (ssize_t)len_ ||  \
+                if (hs_recv_exact(f->fds[ix[i]], got_, len_, IO_MS) != (ssize_t)len_ ||  \
                     memcmp(got_, want[i], len_) != 0)                                      \
                     HS_FAIL("client #%d: no or a wrong reply", i);                         \
                 served[i] = true;                                                          \
                 nserved++;                                                                 \
                 if (leave)                                                                 \
-                    untrack_close(f, slot[i]);                                             \
+                    untrack_close(f, ix[i]);                                             \
             }                                                                              \
         }                                                                                  \
     } while (0)
@@ -292,7 +292,7 @@ static void test_emfile(void **state)
     int still = 0;
     for (int i = 0; i < N && still < 5; i++)
         if (served[i]) {
-            if (ping_n(f->fds[slot[i]], "still here", i, IO_MS) < 0)
+            if (ping_n(f->fds[ix[i]], "still here", i, IO_MS) < 0)
                 HS_FAIL("client #%d stopped being served at the fd limit", i);
             still++;
         }
@@ -300,7 +300,7 @@ static void test_emfile(void **state)
     /* The answered clients leave; each waiting one is then accepted and answered. */
     for (int i = 0; i < N; i++)
         if (served[i])
-            untrack_close(f, slot[i]);
+            untrack_close(f, ix[i]);
     long t0 = hs_now_ms();
     COLLECT(15000, true);
 #undef COLLECT
@@ -425,10 +425,10 @@ static void *pinger_main(void *arg)
     return NULL;
 }
 
-/* A client of the attack: its slot, when it sent its first and last byte, when the server
+/* A client of the attack: its index in f->fds, when it sent its first and last byte, when the server
  * closed it. */
 struct attacker {
-    int slot;
+    int ix;
     long first, last, closed;
 };
 
@@ -465,14 +465,14 @@ static void test_slowloris(void **state)
     assert_true(ep >= 0);
     track(f, ep);
     for (int i = 0; i < N; i++) {
-        a[i].slot = track(f, hs_connect(i < NT ? trickle : stall, IO_MS));
-        if (a[i].slot < 0) {
+        a[i].ix = track(f, hs_connect(i < NT ? trickle : stall, IO_MS));
+        if (a[i].ix < 0) {
             atomic_store(&pg.stop, 1);
             pthread_join(th, NULL);
             free(a);
             HS_FAIL("attacker #%d cannot connect: %s", i, strerror(errno));
         }
-        int fd = f->fds[a[i].slot];
+        int fd = f->fds[a[i].ix];
         struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.u32 = (uint32_t)i };
         if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0 || send(fd, "x", 1, MSG_NOSIGNAL) != 1) {
             atomic_store(&pg.stop, 1);
@@ -497,7 +497,7 @@ static void test_slowloris(void **state)
             for (int i = 0; i < NT; i++) {
                 if (a[i].closed >= 0)
                     continue;
-                if (send(f->fds[a[i].slot], "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1)
+                if (send(f->fds[a[i].ix], "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1)
                     a[i].last = hs_now_ms();
             }
             next_tick += TICK_MS;
@@ -507,14 +507,14 @@ static void test_slowloris(void **state)
         for (int k = 0; k < n; k++) {
             int i = (int)evs[k].data.u32;
             char bytes[16];
-            ssize_t r = recv(f->fds[a[i].slot], bytes, sizeof bytes, MSG_DONTWAIT);
+            ssize_t r = recv(f->fds[a[i].ix], bytes, sizeof bytes, MSG_DONTWAIT);
             if (r > 0)
                 data = true;
             if (r > 0 || (r < 0 && (errno == EAGAIN || errno == EINTR)))
                 continue;
             a[i].closed = hs_now_ms();
-            epoll_ctl(ep, EPOLL_CTL_DEL, f->fds[a[i].slot], NULL);
-            untrack_close(f, a[i].slot);
+            epoll_ctl(ep, EPOLL_CTL_DEL, f->fds[a[i].ix], NULL);
+            untrack_close(f, a[i].ix);
             open--;
         }
     }
@@ -648,21 +648,21 @@ static void test_connect_flood(void **state)
                 SETTLE_MS / 1000, base);
 
     /* Exactly max_connections clients are served at once: none of the flood is counted. */
-    int slot[MAXC];
+    int ix[MAXC];
     for (int i = 0; i < MAXC; i++) {
-        slot[i] = track(f, hs_connect(at, IO_MS));
-        if (slot[i] < 0)
+        ix[i] = track(f, hs_connect(at, IO_MS));
+        if (ix[i] < 0)
             HS_FAIL("client #%d cannot connect after the flood: %s", i, strerror(errno));
     }
     for (int i = 0; i < MAXC; i++)
-        if (ping_n(f->fds[slot[i]], "after the flood", i, IO_MS) < 0)
+        if (ping_n(f->fds[ix[i]], "after the flood", i, IO_MS) < 0)
             HS_FAIL("client #%d of max_connections = %d not served after the flood: the "
                     "connection count leaked", i, MAXC);
     int extra_fd = track(f, hs_connect(at, IO_MS));
     if (extra_fd < 0 || hs_wait_closed(f->fds[extra_fd], IO_MS) != 0)
         HS_FAIL("client #%d, past max_connections = %d, was not refused", MAXC + 1, MAXC);
     for (int i = 0; i < MAXC; i++)
-        untrack_close(f, slot[i]);
+        untrack_close(f, ix[i]);
     after = fds_settle(srv, base, SETTLE_MS);
     if (after != base)
         HS_FAIL("the server holds %d fds after its clients left, %d before", after, base);
@@ -696,11 +696,11 @@ static void test_rst_mid_reply(void **state)
     for (int i = 0; i < NSEQ + PAR; i++) {
         bool par = i >= NSEQ;
         int n = par ? PAR : 1;
-        int slot[PAR];
+        int ix[PAR];
         for (int k = 0; k < n; k++) {
-            slot[k] = track(f, hs_connect(at, 20000));
-            if (slot[k] < 0 ||
-                hs_send_all(f->fds[slot[k]], big, BIG + SEPLEN, 20000) < 0) {
+            ix[k] = track(f, hs_connect(at, 20000));
+            if (ix[k] < 0 ||
+                hs_send_all(f->fds[ix[k]], big, BIG + SEPLEN, 20000) < 0) {
                 free(big);
                 free(sink);
                 HS_FAIL("cannot send the 4 MiB message (round %d): %s", i, strerror(errno));
@@ -708,13 +708,13 @@ static void test_rst_mid_reply(void **state)
         }
         for (int k = 0; k < n; k++) {
             size_t want = par ? (size_t)k * 4096 : reads[i];
-            if (want > 0 && hs_recv_exact(f->fds[slot[k]], sink, want, 20000) !=
+            if (want > 0 && hs_recv_exact(f->fds[ix[k]], sink, want, 20000) !=
                                 (ssize_t)want) {
                 free(big);
                 free(sink);
                 HS_FAIL("round %d: the echo did not begin: %s", i, strerror(errno));
             }
-            reset_close(f, slot[k]);
+            reset_close(f, ix[k]);
         }
         if (ping_n(by, "bystander", i + 1, IO_MS) < 0) {
             free(big);
@@ -839,9 +839,9 @@ static void test_memory_nonreaders(void **state)
     enum { N = SANITIZED == 2 ? 500 : SANITIZED ? 2000 : 10000, MSG = 8192,
            CAP = 1 << 20 };
     struct faults *f = begin(state, 150, __func__);
-    char sock[600], bind[620], extra[160];
-    snprintf(sock, sizeof sock, "%s/mem.sock", f->ctx.dir);
-    snprintf(bind, sizeof bind, "unix:%s", sock);
+    char sockpath[600], bind[620], extra[160];
+    snprintf(sockpath, sizeof sockpath, "%s/mem.sock", f->ctx.dir);
+    snprintf(bind, sizeof bind, "unix:%s", sockpath);
     snprintf(extra, sizeof extra, "backlog = 4096\nmax_connections = %d\n", N + 100);
     struct hs_proc *srv = hs_ctx_start(&f->ctx, bind, 1, N + 200, extra);
     const char *at = hs_addr(srv, 0);
@@ -851,14 +851,14 @@ static void test_memory_nonreaders(void **state)
     assert_true(rss0 > 0);
 
     struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    assert_true(strlen(sock) < sizeof sun.sun_path);
-    strcpy(sun.sun_path, sock);
+    assert_true(strlen(sockpath) < sizeof sun.sun_path);
+    strcpy(sun.sun_path, sockpath);
     char *msg = malloc(MSG);
     size_t *sent = calloc(N, sizeof *sent);
-    int *slot = calloc(N, sizeof *slot);
+    int *ix = calloc(N, sizeof *ix);
     int *outq = calloc(N, sizeof *outq);
-    if (msg == NULL || sent == NULL || slot == NULL || outq == NULL) {
-        free(msg), free(sent), free(slot), free(outq);
+    if (msg == NULL || sent == NULL || ix == NULL || outq == NULL) {
+        free(msg), free(sent), free(ix), free(outq);
         HS_FAIL("out of memory");
     }
     hs_fill_pattern(msg, MSG - SEPLEN, 77);
@@ -873,7 +873,7 @@ static void test_memory_nonreaders(void **state)
     for (int i = 0; i < N && !why[0]; i++) {
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         int snd = 16384;
-        slot[i] = track(f, fd);
+        ix[i] = track(f, fd);
         if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd) < 0) {
             snprintf(why, sizeof why, "client #%d: %s", i, strerror(errno));
             break;
@@ -914,7 +914,7 @@ static void test_memory_nonreaders(void **state)
             paused = 0;
             for (int i = 0; i < N; i++) {
                 int q = -1;
-                ioctl(f->fds[slot[i]], SIOCOUTQ, &q);
+                ioctl(f->fds[ix[i]], SIOCOUTQ, &q);
                 rest = rest && q == outq[i];
                 paused += q > 0;
                 outq[i] = q;
@@ -925,7 +925,7 @@ static void test_memory_nonreaders(void **state)
         int n = epoll_wait(ep, evs, 512, 100);
         for (int k = 0; k < n && !why[0]; k++) {
             int i = (int)evs[k].data.u32;
-            int fd = f->fds[slot[i]];
+            int fd = f->fds[ix[i]];
             if (evs[k].events & (EPOLLERR | EPOLLHUP)) {
                 snprintf(why, sizeof why, "client #%d: the server dropped it", i);
                 break;
@@ -954,7 +954,7 @@ static void test_memory_nonreaders(void **state)
         smin = sent[i] < smin ? sent[i] : smin;
         smax = sent[i] > smax ? sent[i] : smax;
     }
-    free(msg), free(sent), free(slot), free(outq);
+    free(msg), free(sent), free(ix), free(outq);
 
     long bound = rss0 + (long)N * PER_CONN_BOUND / 1024;
     if (SANITIZED == 1)
