@@ -16,6 +16,10 @@
  * (CLI_EXIT_*). Runs on the main thread; starts and joins its own threads. */
 int cli_bench_main(int argc, char **argv);
 
+/* `echocli info ARGS`: fetch /metrics from echosrv's admin listener and print the figures.
+ * argv[0] names the command. Returns the process exit status (CLI_EXIT_*). Main thread. */
+int cli_info_main(int argc, char **argv);
+
 /* Parse a number of seconds (decimal, fractional allowed, > 0 and at most
  * one day) into milliseconds, rounded up. Returns 0, or -1 if text is not
  * such a number. */

@@ -48,6 +48,8 @@ static void usage(FILE *f)
         "       echocli bench [-a ADDR] [-c CONNECTIONS] [-n REQUESTS] [-s SIZE] [-P PIPELINE]\n"
         "                     [-d SECONDS] [--csv | --json] [TLS OPTIONS] ...\n"
         "                     (echocli bench -h for more)\n"
+        "       echocli info [-a ADMIN_ADDR] [-t TIMEOUT] [--json]\n"
+        "                     (the server's figures from its [admin] listener)\n"
         "Sends each MESSAGE to an echo server, all at once over a pool of connections, and\n"
         "prints each reply on its own line, in the order of the arguments. Without messages,\n"
         "sends each line of standard input (a prompt when it is a terminal).\n"
@@ -515,6 +517,11 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "bench") == 0) {
         argv[1] = (char *)"echocli bench";     /* getopt's messages name argv[0] */
         return cli_bench_main(argc - 1, argv + 1);
+    }
+    if (argc > 1 && strcmp(argv[1], "info") == 0) {
+        argv[1] = (char *)"echocli info";
+        signal(SIGPIPE, SIG_IGN);
+        return cli_info_main(argc - 1, argv + 1);
     }
     /* Sockets and a closed stdout give EPIPE, reported, rather than a silent death. */
     signal(SIGPIPE, SIG_IGN);

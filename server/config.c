@@ -1159,7 +1159,7 @@ int config_check_sections(const config *cfg, const char *const *plugin_names, si
 {
     for (size_t i = 0; i < cfg->nsections; i++) {
         const config_section *s = &cfg->sections[i];
-        if (config_is_listener_section(s->name))
+        if (config_is_listener_section(s->name) || strcmp(s->name, "admin") == 0)
             continue;
         size_t j;
         for (j = 0; j < n; j++)
@@ -1173,7 +1173,7 @@ int config_check_sections(const config *cfg, const char *const *plugin_names, si
             len += (size_t)snprintf(names + len, sizeof names - len, "%s[%s]",
                                     j == 0 ? "" : j + 1 == n ? " or " : ", ", plugin_names[j]);
         snprintf(err, errlen,
-                 "%s:%d: unknown section [%s] (expected [server], [listener NAME]%s%s)",
+                 "%s:%d: unknown section [%s] (expected [server], [listener NAME], [admin]%s%s)",
                  cfg->path, s->line, s->name, n > 0 ? " or a plugin's section: " : "", names);
         return -1;
     }

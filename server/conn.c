@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "proxy.h"
+#include "metrics.h"
 #include "server.h"
 
 static int conn_start(es_conn *c);
@@ -190,6 +191,7 @@ void conn_destroy(es_conn *c)
     buf_free(&c->out);
     free(c->peer_text);
     listener *l = c->l;
+    metrics_closed(c->stats);
     free(c);
     conn_uncount(w, l);
     /* The last connection of an older generation here lets it go. */
@@ -205,6 +207,7 @@ void conn_read_expired(es_conn *c)
              "(read_timeout %ld s of listener %s)",
              peer_name(c), (unsigned long long)(c->w->now - c->msg_start),
              c->l->svc->cfg->read_timeout, c->l->svc->cfg->name);
+    metrics_add(&c->stats->errors[ME_READ_TIMEOUT], 1);
     conn_destroy(c);
 }
 
@@ -350,12 +353,15 @@ static int conn_flush(es_conn *c)
             ssize_t n = conn_send(c, p, len);
             if (n < 0 && errno != EAGAIN && errno != EINTR) {
                 conn_log(ES_LOG_DEBUG, c, "write to %s: %s", peer_name(c), strerror(errno));
+                metrics_add(&c->stats->errors[ME_IO], 1);
                 conn_destroy(c);
                 return -1;
             }
             size_t sent = n > 0 ? (size_t)n : 0;
-            if (sent > 0)
+            if (sent > 0) {
+                metrics_add(&c->stats->bytes_out, sent);
                 conn_touch(c);
+            }
             if (w->span_len > 0) {
                 if (sent < len && buf_append(&c->out, p + sent, len - sent) < 0) {
                     conn_log(ES_LOG_ERROR, c,
@@ -383,10 +389,12 @@ static int conn_flush(es_conn *c)
         ssize_t n = conn_send(c, buf_head(&c->out), c->out.len);
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
             conn_log(ES_LOG_DEBUG, c, "write to %s: %s", peer_name(c), strerror(errno));
+            metrics_add(&c->stats->errors[ME_IO], 1);
             conn_destroy(c);
             return -1;
         }
         if (n > 0) {
+            metrics_add(&c->stats->bytes_out, (uint64_t)n);
             buf_consume(&c->out, (size_t)n);
             conn_touch(c);
         }
@@ -426,6 +434,8 @@ static ssize_t conn_frame(es_conn *c, const uint8_t *data, size_t len)
     void *st = h->conn_size ? c->state : NULL;
     size_t max = c->l->max_message;
     size_t off = 0;
+    uint64_t handled = 0;  /* response calls, counted once per read */
+    int error = -1;        /* ME_* that closes the connection, or -1 */
     while (off < len && !(c->flags & (CF_CLOSING | CF_ABORT))) {
         ssize_t m = h->data_received(c, st, data + off, len - off);
         if (m == 0)
@@ -433,7 +443,8 @@ static ssize_t conn_frame(es_conn *c, const uint8_t *data, size_t len)
         if (m < 0 || (size_t)m > len - off) {
             conn_log(ES_LOG_WARN, c, "protocol error from %s: closing the connection",
                                      peer_name(c));
-            return -1;
+            error = ME_PROTOCOL;
+            goto done;
         }
         if ((size_t)m > max) {
             conn_log(ES_LOG_WARN, c,
@@ -441,11 +452,14 @@ static ssize_t conn_frame(es_conn *c, const uint8_t *data, size_t len)
                      "connection",
                      
                      m, peer_name(c), max);
-            return -1;
+            error = ME_MAX_MESSAGE;
+            goto done;
         }
+        handled++;
         if (h->response(c, st, data + off, (size_t)m) != 0) {
             conn_log(ES_LOG_DEBUG, c, "plugin closed the connection from %s", peer_name(c));
-            return -1;
+            error = ME_PLUGIN;
+            goto done;
         }
         off += (size_t)m;
     }
@@ -455,6 +469,12 @@ static ssize_t conn_frame(es_conn *c, const uint8_t *data, size_t len)
                  "connection",
                  
                  peer_name(c), max);
+        error = ME_MAX_MESSAGE;
+    }
+done:
+    metrics_add(&c->stats->messages, handled);
+    if (error >= 0) {
+        metrics_add(&c->stats->errors[error], 1);
         return -1;
     }
     return (ssize_t)off;
@@ -490,6 +510,7 @@ static int conn_read_once(es_conn *c)
         if (errno == EAGAIN || errno == EINTR)
             return (c->flags & CF_TLS_RWW) ? conn_flush(c) : 0;
         conn_log(ES_LOG_DEBUG, c, "read from %s: %s", peer_name(c), strerror(errno));
+        metrics_add(&c->stats->errors[ME_IO], 1);
         conn_destroy(c);
         return -1;
     }
@@ -501,6 +522,7 @@ static int conn_read_once(es_conn *c)
         return conn_flush(c);
     }
     conn_touch(c);
+    metrics_add(&c->stats->bytes_in, (uint64_t)n);
     const uint8_t *data = direct ? dst : buf_head(&c->in);
     size_t len = (size_t)n;
     if (!direct) {
@@ -593,6 +615,7 @@ static int conn_handshake(es_conn *c)
     }
     conn_log(ES_LOG_INFO, c, "TLS handshake with %s on %s failed: %s",
                              peer_name(c), c->l->name, why);
+    metrics_add(&c->stats->errors[ME_TLS_HANDSHAKE], 1);
     /* FIN, then wait for the peer's: closing with its bytes unread would
      * reset the connection under the alert OpenSSL has sent. */
     conn_linger(c);
@@ -605,6 +628,7 @@ void conn_handshake_expired(es_conn *c)
              "TLS handshake with %s on %s: no handshake within %ld s: closing the connection",
              
              peer_name(c), c->l->name, c->w->gen->cfg.tls_handshake_timeout);
+    metrics_add(&c->stats->errors[ME_TLS_HANDSHAKE_TIMEOUT], 1);
     conn_destroy(c);
 }
 
@@ -779,6 +803,7 @@ static int conn_start(es_conn *c)
     const es_plugin *h = l->hooks;
     if (h->open != NULL && h->open(c, l->instance, h->conn_size ? c->state : NULL) != 0) {
         conn_log(ES_LOG_DEBUG, c, "plugin refused the connection from %s", peer_name(c));
+        metrics_add(&c->stats->errors[ME_PLUGIN], 1);
         conn_destroy(c);
         return -1;
     }
@@ -791,9 +816,11 @@ static int conn_start(es_conn *c)
 int conn_open(worker *w, listener *l, int fd, const struct sockaddr *sa, socklen_t salen)
 {
     const es_plugin *h = l->hooks;
+    metrics_block *stats = &l->svc->stats->w[w->id];
     es_conn *c = calloc(1, sizeof *c + h->conn_size);
     if (c == NULL) {
         log_error("out of memory: refusing a connection on %s", l->name);
+        metrics_add(&stats->refused[MR_RESOURCES], 1);
         close(fd);
         conn_uncount(w, l);
         return -1;
@@ -803,6 +830,7 @@ int conn_open(worker *w, listener *l, int fd, const struct sockaddr *sa, socklen
     c->fd = fd;
     c->w = w;
     c->l = l;
+    c->stats = stats;
     c->slot = (uint32_t)l->svc->slot->index;
     c->last_active = w->now;
     if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
@@ -817,6 +845,7 @@ int conn_open(worker *w, listener *l, int fd, const struct sockaddr *sa, socklen
             char why[256];
             log_error("TLS: cannot set up a connection on %s: %s: refusing it", l->name,
                       tls_error_text(why, sizeof why, "out of memory"));
+            metrics_add(&stats->refused[MR_RESOURCES], 1);
             SSL_free(c->ssl);
             close(fd);
             free(c);
@@ -828,6 +857,7 @@ int conn_open(worker *w, listener *l, int fd, const struct sockaddr *sa, socklen
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         log_error("epoll_ctl: %s: refusing a connection on %s", strerror(errno), l->name);
+        metrics_add(&stats->refused[MR_RESOURCES], 1);
         SSL_free(c->ssl);
         close(fd);
         free(c);
@@ -836,6 +866,7 @@ int conn_open(worker *w, listener *l, int fd, const struct sockaddr *sa, socklen
     }
     c->events = EPOLLIN;
     l->gen->wconns[w->id]++;
+    metrics_add(&stats->opened, 1);
     if (l->svc->cfg->proxy.on) {
         /* Nothing runs before its PROXY header: within proxy_timeout. */
         c->flags |= CF_PROXY;

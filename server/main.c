@@ -11,9 +11,11 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "config.h"
 #include "loader.h"
 #include "log.h"
+#include "metrics.h"
 #include "privs.h"
 #include "server.h"
 
@@ -125,12 +127,18 @@ static void reload(server *srv)
     gen *g = gen_load(srv, err, sizeof err);
     if (g == NULL) {
         log_error("reload refused: %s: still serving the previous configuration", err);
+        metrics_reload(srv->metrics, 0);
         return;
     }
+    if (metrics_attach(srv->metrics, g) < 0) {
+        snprintf(err, sizeof err, "%s: out of memory", srv->config_path);
+        goto refused;
+    }
+    if (admin_prepare(srv->admin, &g->cfg, 1, err, sizeof err) < 0)
+        goto refused;
     if (gen_bind(srv, g, err, sizeof err) < 0) {
-        log_error("reload refused: %s: still serving the previous configuration", err);
-        gen_free(srv, g);
-        return;
+        admin_abort(srv->admin);
+        goto refused;
     }
     const config *oc = &old->cfg, *nc = &g->cfg;
     if ((oc->user == NULL) != (nc->user == NULL) || (oc->user && strcmp(oc->user, nc->user)) ||
@@ -143,10 +151,13 @@ static void reload(server *srv)
     log_set_target(g->cfg.log_target);
     g->older = srv->all;
     srv->all = g;
+    metrics_publish(srv->metrics);
     worker_switch_all(srv, g);
     gen_close_unused_socks(srv);
     srv->next_gen++;
     log_listening(g);
+    admin_commit(srv->admin);
+    metrics_reload(srv->metrics, 1);
     log_msg(ES_LOG_INFO | LOG_ALWAYS, "configuration reloaded (generation %u, %zu listener%s)",
             g->id, g->nservices, g->nservices == 1 ? "" : "s");
     if (atomic_fetch_sub(&old->refs, 1) == 1) {
@@ -157,6 +168,12 @@ static void reload(server *srv)
         pthread_mutex_unlock(&srv->lock);
         reap(srv);
     }
+    return;
+refused:
+    log_error("reload refused: %s: still serving the previous configuration", err);
+    metrics_discard(srv->metrics);
+    gen_free(srv, g);
+    metrics_reload(srv->metrics, 0);
 }
 
 int main(int argc, char **argv)
@@ -210,6 +227,18 @@ int main(int argc, char **argv)
     srv.all = g;
     atomic_store(&g->refs, 1);
     atomic_store(&srv.gen, g);
+    /* Counters and the [admin] listener (checked only, with -t). */
+    srv.metrics = metrics_new((int)g->cfg.threads);
+    srv.admin = admin_new(&srv);
+    if (srv.metrics == NULL || srv.admin == NULL || metrics_attach(srv.metrics, g) < 0) {
+        fprintf(stderr, "echosrv: out of memory\n");
+        goto out;
+    }
+    metrics_publish(srv.metrics);
+    if (admin_prepare(srv.admin, &g->cfg, !test_only, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        goto out;
+    }
     if (test_only) {
         print_summary(g);
         status = 0;
@@ -255,6 +284,7 @@ int main(int argc, char **argv)
     log_info("echosrv %s: plugin%s %s, %d worker threads", PACKAGE_VERSION,
              g->nplugins == 1 ? "" : "s", plugins, srv.nworkers);
     log_listening(g);
+    admin_commit(srv.admin);
 
     /* Signals, generations to free and worker exits, until every worker
      * has ended. The first SIGTERM/SIGINT drains, a second closes
@@ -303,6 +333,7 @@ int main(int argc, char **argv)
     }
     status = failed;
 out:
+    admin_free(srv.admin);
     if (srv.workers != NULL) {
         worker_stop_all(&srv, 2);
         worker_join_all(&srv);
@@ -321,6 +352,7 @@ out:
         close(srv.donefd);
     if (srv.reapfd >= 0)
         close(srv.reapfd);
+    metrics_free(srv.metrics);
     pthread_mutex_destroy(&srv.lock);
     pthread_cond_destroy(&srv.cond);
     if (status == 0 && !test_only)

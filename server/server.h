@@ -41,6 +41,7 @@ typedef struct service {
     uint64_t idle_ms;      /* idle_timeout in ms, 0 = never */
     long max_connections;
     SSL_CTX *tls;          /* NULL: plain TCP */
+    struct metrics_series *stats; /* its counters (metrics.h), kept across reloads */
 } service;
 
 /* One listening socket of one generation. The fields the hot path reads
@@ -122,6 +123,7 @@ struct es_conn {
     SSL *ssl;              /* NULL: plain TCP */
     worker *w;
     listener *l;
+    struct metrics_block *stats; /* its worker's block of its listener's counters */
     es_conn *prev, *next;  /* in its idle list, w->handshake, w->proxy or w->linger */
     uint64_t last_active;  /* ms, worker clock */
     es_conn *pprev, *pnext;/* in w->partial[l->svc->index] while CF_PARTIAL */
@@ -216,6 +218,8 @@ struct server {
     int switched;          /* workers that took the current generation */
     gen *dead;             /* generations no one holds, for the main thread to free */
     int donefd;            /* eventfd: each worker adds 1 as it ends */
+    struct metrics *metrics; /* the counters (metrics.h); set before the workers start */
+    struct admin *admin;   /* the [admin] listener (admin.h): main thread only */
     int reapfd;            /* eventfd: a generation was put on dead */
 };
 

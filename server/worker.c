@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 
 #define MAX_EVENTS 256
@@ -117,6 +118,7 @@ static void worker_accept(worker *w, listener *l)
                 log_debug("refusing %s on %s: not allowed by listener %s%s", text, l->name,
                           svc->cfg->name, svc->cfg->proxy.on ? " (proxy_allow)" : "");
             }
+            metrics_add(&svc->stats->w[w->id].refused[MR_ACCESS], 1);
             close(fd);
             continue;
         }
@@ -132,6 +134,7 @@ static void worker_accept(worker *w, listener *l)
         }
         if (full) {
             atomic_fetch_sub_explicit(&srv->nconns, 1, memory_order_relaxed);
+            metrics_add(&svc->stats->w[w->id].refused[MR_MAX_CONNECTIONS], 1);
             close(fd);
             if (w->now - w->warned_full >= 1000 || w->warned_full == 0) {
                 if (full == 1)
@@ -212,6 +215,7 @@ static int worker_timers(worker *w)
             continue;
         while (al->head != NULL && w->now - al->head->last_active >= ms) {
             log_debug("closing an idle connection (listener %s)", al->head->l->svc->cfg->name);
+            metrics_add(&al->head->stats->errors[ME_IDLE_TIMEOUT], 1);
             conn_destroy(al->head);
         }
         if (al->head != NULL && al->head->last_active + ms < next)

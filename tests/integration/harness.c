@@ -530,7 +530,7 @@ static int scan_listeners(struct hs_proc *p)
 
     while ((s = strstr(s, LISTEN_MARK)) != NULL) {
         s += sizeof LISTEN_MARK - 1;
-        size_t len = strcspn(s, " \t\r\n");
+        size_t len = strcspn(s, " \t\r\n\"");
         if (n < HS_MAX_LISTENERS) {
             if (len >= HS_ADDR_MAX)
                 len = HS_ADDR_MAX - 1;
