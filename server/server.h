@@ -19,13 +19,7 @@
 /* What an epoll event's data.ptr points at: the first byte says which. */
 enum { SRC_CONN = 1, SRC_LISTENER = 2, SRC_WAKE = 3 };
 
-#define READ_BUF_SIZE (64 * 1024)     /* per-worker read buffer */
-#define OUT_HIGH_WATER (256 * 1024)   /* stop reading a connection above this */
-#define OUT_LOW_WATER (128 * 1024)    /* and resume below this */
-#define STAGE_KEEP (1024 * 1024)      /* a larger staging buffer is released after use */
-#define LINGER_MS 2000                /* wait for the peer's FIN after our close */
-#define ACCEPT_PAUSE_MS 200           /* stop accepting this long on EMFILE */
-#define ACCEPT_BATCH 16               /* connections accepted per wake-up */
+#include "bounds.h"
 
 typedef struct gen gen;
 

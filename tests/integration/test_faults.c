@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "server.h"             /* OUT_HIGH_WATER, READ_BUF_SIZE: the memory bound's terms */
+#include "bounds.h"             /* OUT_HIGH_WATER, READ_BUF_SIZE: the memory bound's terms */
 
 #define SEP "\r\n\r\n"
 #define SEPLEN 4

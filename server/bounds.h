@@ -1,0 +1,13 @@
+/* bounds.h - the server's fixed sizes and delays, which its documented memory bound is made of. */
+#ifndef ES_BOUNDS_H
+#define ES_BOUNDS_H
+
+#define READ_BUF_SIZE (64 * 1024)     /* per-worker read buffer */
+#define OUT_HIGH_WATER (256 * 1024)   /* stop reading a connection above this */
+#define OUT_LOW_WATER (128 * 1024)    /* and resume below this */
+#define STAGE_KEEP (1024 * 1024)      /* a larger staging buffer is released after use */
+#define LINGER_MS 2000                /* wait for the peer's FIN after our close */
+#define ACCEPT_PAUSE_MS 200           /* stop accepting this long on EMFILE */
+#define ACCEPT_BATCH 16               /* connections accepted per wake-up */
+
+#endif
