@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -480,6 +481,43 @@ static void test_activation_reload(void **state)
     assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* A passed unix socket: served, its file's mode is the socket unit's (socket_mode is not
+ * applied), and the file stays at exit (it belongs to the service manager). */
+static void test_activation_unix(void **state)
+{
+    struct hs_ctx *c = begin(state, "test_activation_unix");
+    char path[200], addr[220];
+    const char *pd = hs_env_path("ES_PLUGIN_DIR");
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    int n = snprintf(path, sizeof path, "%s/act.sock", c->dir);
+    assert_true(n > 0 && (size_t)n < sizeof sun.sun_path);
+    memcpy(sun.sun_path, path, (size_t)n + 1);
+    snprintf(addr, sizeof addr, "unix:%s", path);
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(lfd >= 0);
+    hs_ctx_track(c, lfd);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sun, sizeof sun), 0);
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(listen(lfd, 16), 0);
+    const char *envv[] = { "LISTEN_FDS=1", NULL };
+    struct hs_spawn_opts o = { .env = envv, .fds = &lfd, .nfds = 1, .listen_pid = true };
+
+    write_conf(c, "[server]\nthreads = 1\nplugin_dir = %s\nbind = %s\nsocket_mode = 0666\n", pd,
+               addr);
+    struct hs_proc *srv = start(c, &o, 1);
+    assert_true(hs_output_has(srv, "socket inherited from the service manager (fd 3)"));
+    ping(c, addr);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    int rc = hs_stop(srv, 15000);
+    assert_true(rc >= 0 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+    if (stat(path, &st) != 0)
+        HS_FAIL("echosrv removed the passed socket's file %s", path);
+    int fd = hs_ctx_connect(c, addr, IO_MS);   /* still listening: the queue waits */
+    assert_true(fd >= 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -489,6 +527,7 @@ int main(void)
         HS_CTX_TEST(test_activation_wrong_pid),
         HS_CTX_TEST(test_activation_unclaimed),
         HS_CTX_TEST(test_activation_reload),
+        HS_CTX_TEST(test_activation_unix),
     };
 
     if (hs_process_init() < 0)
