@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "activation.h"
 #include "log.h"
 #include "privs.h"
 #include "server.h"
@@ -328,7 +329,7 @@ static int sock_fits(const sock *s, const addr *a, const char *name)
         return 0;
     if (port_zero(a))
         return addr_same(&s->want, a) && strcmp(s->owner, name) == 0;
-    return addr_same(&s->want, a) || addr_same(&s->a, a);
+    return addr_same(&s->want, a) || addr_same(&s->a, a) || activation_fits(s, a);
 }
 
 /* Close and forget the sockets marked `used` == mark. */
@@ -372,6 +373,10 @@ int gen_bind(server *srv, gen *g, char *err, size_t errlen)
             if (s != NULL) {
                 if (sock_update(s, (int)lc->backlog, lc->socket_mode, msg, sizeof msg) < 0)
                     goto fail;
+                if (s->inherited && s->owner[0] == '\0')
+                    log_info("listener %s: %s: socket inherited from the service manager "
+                             "(fd %d%s%s), not bound", lc->name, s->name, s->fd,
+                             s->fdname[0] ? ", " : "", s->fdname);
                 s->used = SOCK_KEPT;
             } else {
                 sock **v = realloc(srv->socks, (srv->nsocks + 1) * sizeof *v);
@@ -405,6 +410,12 @@ int gen_bind(server *srv, gen *g, char *err, size_t errlen)
         continue;
     fail:
         snprintf(err, errlen, "listener %s: %s", lc->name, msg);
+        socks_close_marked(srv, SOCK_NEW);
+        return -1;
+    }
+    /* The service manager's sockets stay open whatever we do: one without
+     * a listener would queue connections no one accepts. */
+    if (activation_check_claimed(srv, g->cfg.path, err, errlen) < 0) {
         socks_close_marked(srv, SOCK_NEW);
         return -1;
     }

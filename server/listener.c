@@ -117,7 +117,8 @@ int sock_update(sock *s, int backlog, long mode, char *err, size_t errlen)
         }
         s->backlog = backlog;
     }
-    if (mode != s->mode && mode >= 0 && s->a.ss.ss_family == AF_UNIX) {
+    /* An inherited socket file's mode is the socket unit's (SocketMode=). */
+    if (mode != s->mode && mode >= 0 && s->a.ss.ss_family == AF_UNIX && !s->inherited) {
         const char *path = ((const struct sockaddr_un *)&s->a.ss)->sun_path;
         if (chmod(path, (mode_t)mode) < 0) {
             snprintf(err, errlen, "cannot set socket_mode %04lo on %s: %s", mode, s->name,
@@ -135,6 +136,8 @@ void sock_close(sock *l)
         return;
     close(l->fd);
     l->fd = -1;
-    if (l->a.ss.ss_family == AF_UNIX)
+    /* An inherited socket's file belongs to the service manager, which keeps
+     * the socket open for the next start. */
+    if (l->a.ss.ss_family == AF_UNIX && !l->inherited)
         unlink(((struct sockaddr_un *)&l->a.ss)->sun_path);
 }

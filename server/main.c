@@ -11,11 +11,13 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "activation.h"
 #include "admin.h"
 #include "config.h"
 #include "loader.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "privs.h"
 #include "server.h"
 
@@ -124,9 +126,11 @@ static void reload(server *srv)
     char err[1024];
     gen *old = atomic_load(&srv->gen);
     log_info("SIGHUP: reloading %s", srv->config_path);
+    notify_reloading("reloading %s", srv->config_path);
     gen *g = gen_load(srv, err, sizeof err);
     if (g == NULL) {
         log_error("reload refused: %s: still serving the previous configuration", err);
+        notify_ready("reload refused: %s: serving generation %u", err, old->id);
         metrics_reload(srv->metrics, 0);
         return;
     }
@@ -160,6 +164,8 @@ static void reload(server *srv)
     metrics_reload(srv->metrics, 1);
     log_msg(ES_LOG_INFO | LOG_ALWAYS, "configuration reloaded (generation %u, %zu listener%s)",
             g->id, g->nservices, g->nservices == 1 ? "" : "s");
+    notify_ready("serving %zu address%s (generation %u)", g->nlisteners,
+                 g->nlisteners == 1 ? "" : "es", g->id);
     if (atomic_fetch_sub(&old->refs, 1) == 1) {
         /* No connection of it was left anywhere. */
         pthread_mutex_lock(&srv->lock);
@@ -171,6 +177,7 @@ static void reload(server *srv)
     return;
 refused:
     log_error("reload refused: %s: still serving the previous configuration", err);
+    notify_ready("reload refused: %s: serving generation %u", err, old->id);
     metrics_discard(srv->metrics);
     gen_free(srv, g);
     metrics_reload(srv->metrics, 0);
@@ -217,6 +224,15 @@ int main(int argc, char **argv)
     conn_host_init(&srv.host);
     pthread_mutex_init(&srv.lock, NULL);
     pthread_cond_init(&srv.cond, NULL);
+    /* systemd: before anything else opens an fd or starts a thread, and
+     * while the notify socket's path is reachable (before privs_drop()). */
+    if (!test_only) {
+        notify_init();
+        if (activation_take(&srv, err, sizeof err) < 0) {
+            fprintf(stderr, "echosrv: %s\n", err);
+            goto out;
+        }
+    }
     gen *g = gen_load(&srv, err, sizeof err);
     if (g == NULL) {
         fprintf(stderr, "%s\n", err);
@@ -285,6 +301,8 @@ int main(int argc, char **argv)
              g->nplugins == 1 ? "" : "s", plugins, srv.nworkers);
     log_listening(g);
     admin_commit(srv.admin);
+    notify_ready("serving %zu address%s (generation %u)", g->nlisteners,
+                 g->nlisteners == 1 ? "" : "es", g->id);
 
     /* Signals, generations to free and worker exits, until every worker
      * has ended. The first SIGTERM/SIGINT drains, a second closes
@@ -312,6 +330,7 @@ int main(int argc, char **argv)
             } else if (level++ == 0) {
                 log_info("%s: shutting down (up to %ld s for replies in flight)",
                          strsignal((int)si.ssi_signo), grace);
+                notify_stopping("shutting down (%s)", strsignal((int)si.ssi_signo));
                 stop_accepting(&srv);
             } else {
                 log_warn("%s again: closing every connection now", strsignal((int)si.ssi_signo));
@@ -325,6 +344,7 @@ int main(int argc, char **argv)
             done += (int)v;
             if (level == 0) {
                 log_error("a worker thread stopped unexpectedly: shutting down");
+                notify_stopping("a worker thread stopped unexpectedly");
                 failed = 1;
                 level = 1;
                 stop_accepting(&srv);
@@ -355,6 +375,7 @@ out:
     metrics_free(srv.metrics);
     pthread_mutex_destroy(&srv.lock);
     pthread_cond_destroy(&srv.cond);
+    notify_close();
     if (status == 0 && !test_only)
         log_info("stopped");
     return status;

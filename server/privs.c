@@ -76,7 +76,8 @@ int privs_drop(const config *cfg, struct sock *const *ls, size_t n, char *err,
     if (cfg->user == NULL || geteuid() != 0)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (ls[i]->a.ss.ss_family == AF_UNIX && chown_socket(cfg, ls[i], err, errlen) < 0)
+        if (ls[i]->a.ss.ss_family == AF_UNIX && !ls[i]->inherited &&
+            chown_socket(cfg, ls[i], err, errlen) < 0)
             return -1;
     /* Groups first: setgroups and setgid need the privileges setuid drops. */
     int rc = cfg->user_name != NULL ? initgroups(cfg->user_name, cfg->gid)
@@ -120,7 +121,7 @@ int privs_drop(const config *cfg, struct sock *const *ls, size_t n, char *err,
              gr != NULL ? gr->gr_name : "-", (unsigned)cfg->gid, ngroups,
              ngroups == 1 ? "" : "s");
     for (size_t i = 0; i < n; i++)
-        if (ls[i]->a.ss.ss_family == AF_UNIX)
+        if (ls[i]->a.ss.ss_family == AF_UNIX && !ls[i]->inherited)
             check_removable(cfg, ls[i]);
     return 0;
 }

@@ -71,6 +71,10 @@ typedef struct sock {
     int used;                     /* by the configuration being set up */
     char owner[64];               /* the listener it was last bound for */
     char name[ADDR_TEXT_MAX];
+    int inherited;                /* passed by the service manager (socket activation,
+                                   * activation.c): never bound, chmod'ed, chown'ed or
+                                   * unlinked by echosrv, and never closed by a reload */
+    char fdname[64];              /* its name in $LISTEN_FDNAMES, or "" */
 } sock;
 
 /* A generation: one loading of the configuration, with its plugin
@@ -248,8 +252,10 @@ void sock_close(sock *s);
 gen *gen_load(server *srv, char *err, size_t errlen);
 
 /* Open or reuse a socket for every address of g's listeners and fill
- * g->listeners. Returns 0, or -1 with a message in err (sockets opened for g
- * are closed again). Main thread. */
+ * g->listeners; an address the service manager passed a socket for
+ * (activation_take()) gets that socket. Returns 0, or -1 with a message in
+ * err (sockets opened for g are closed again), also when an inherited
+ * socket is left without a listener. Main thread. */
 int gen_bind(server *srv, gen *g, char *err, size_t errlen);
 
 /* Close the sockets that the current generation does not use. Main

@@ -411,8 +411,61 @@ struct hs_proc *hs_spawn(const char *const args[], long nofile)
 
 struct hs_proc *hs_spawn_exact(const char *const args[], long nofile)
 {
+    return hs_spawn_with(args, nofile, NULL);
+}
+
+#define MAX_ENV 512
+
+/* Whether the environment entry ENTRY ("NAME=VALUE") is named by SPEC ("NAME=..." or
+ * "NAME"). */
+static bool env_same_name(const char *entry, const char *spec)
+{
+    size_t n = strcspn(spec, "=");
+    return strncmp(entry, spec, n) == 0 && entry[n] == '=';
+}
+
+/* Fills ENVP (MAX_ENV + 1 slots) with this environment changed by O: O->env's entries, and
+ * LISTEN_PID pointing at LISTEN_PID_BUF (filled in by the child). Returns 0, or -1 when it
+ * does not fit. */
+static int build_env(char *envp[], const struct hs_spawn_opts *o, char *listen_pid_buf)
+{
+    extern char **environ;
+    int n = 0;
+
+    for (char **e = environ; e != NULL && *e != NULL; e++) {
+        bool replaced = o->listen_pid && env_same_name(*e, "LISTEN_PID");
+        for (int i = 0; o->env != NULL && o->env[i] != NULL && !replaced; i++)
+            replaced = env_same_name(*e, o->env[i]);
+        if (replaced)
+            continue;
+        if (n >= MAX_ENV)
+            return -1;
+        envp[n++] = *e;
+    }
+    for (int i = 0; o->env != NULL && o->env[i] != NULL; i++) {
+        if (strchr(o->env[i], '=') == NULL)
+            continue;
+        if (n >= MAX_ENV)
+            return -1;
+        envp[n++] = (char *)o->env[i];
+    }
+    if (o->listen_pid) {
+        if (n >= MAX_ENV)
+            return -1;
+        envp[n++] = listen_pid_buf;
+    }
+    envp[n] = NULL;
+    return 0;
+}
+
+struct hs_proc *hs_spawn_with(const char *const args[], long nofile,
+                              const struct hs_spawn_opts *opts)
+{
     const char *bin = hs_env_path("ECHOSRV");
     char *argv[MAX_ARGS + 2];
+    char **envp = NULL;                 /* with OPTS: the child's environment */
+    char listen_pid[32] = "LISTEN_PID=";
+    int nfds = opts != NULL ? opts->nfds : 0;
     int pfd[2] = { -1, -1 };
     int devnull = -1;
     int argc = 0;
@@ -440,6 +493,16 @@ struct hs_proc *hs_spawn_exact(const char *const args[], long nofile)
     pthread_condattr_destroy(&ca);
     if (p->buf == NULL)
         goto fail;
+    if (nfds < 0 || nfds > HS_MAX_PASS_FDS) {
+        errno = EINVAL;
+        goto fail;
+    }
+    if (opts != NULL && (envp = calloc(MAX_ENV + 1, sizeof *envp)) == NULL)
+        goto fail;
+    if (opts != NULL && build_env(envp, opts, listen_pid) < 0) {
+        errno = E2BIG;
+        goto fail;
+    }
     if (pipe2(pfd, O_CLOEXEC) < 0)
         goto fail;
     devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -468,16 +531,36 @@ struct hs_proc *hs_spawn_exact(const char *const args[], long nofile)
         }
         if (dup2(devnull, 0) < 0 || dup2(pfd[1], 1) < 0 || dup2(pfd[1], 2) < 0)
             _exit(127);
+        /* The passed fds to 3, 4, ...: first out of the way (a source may be a target),
+         * then into place, which clears CLOEXEC. */
+        int high[HS_MAX_PASS_FDS];
+        for (int i = 0; i < nfds; i++)
+            if ((high[i] = fcntl(opts->fds[i], F_DUPFD_CLOEXEC, 3 + nfds)) < 0)
+                _exit(127);
+        for (int i = 0; i < nfds; i++)
+            if (dup2(high[i], 3 + i) < 0)
+                _exit(127);
         /* Ours are CLOEXEC, but fds this process inherited (a make jobserver, ...) are not. */
-        if (close_range(3, ~0u, 0) < 0)
-            for (int fd = 3; fd < 4096; fd++)
+        if (close_range(3 + (unsigned)nfds, ~0u, 0) < 0)
+            for (int fd = 3 + nfds; fd < 4096; fd++)
                 close(fd);
-        execv(bin, argv);
+        if (opts != NULL) {
+            if (opts->listen_pid) {
+                size_t pos = strlen(listen_pid);
+                put_uint(listen_pid, sizeof listen_pid, &pos, (unsigned)getpid());
+                listen_pid[pos] = '\0';
+            }
+            execve(bin, argv, envp);
+        } else {
+            execv(bin, argv);
+        }
         static const char msg[] = "harness: execv of $ECHOSRV failed\n";
         if (write(2, msg, sizeof msg - 1) < 0)
             _exit(127);
         _exit(127);
     }
+    free(envp);
+    envp = NULL;
     close(pfd[1]);
     pfd[1] = -1;
     close(devnull);
@@ -493,6 +576,7 @@ struct hs_proc *hs_spawn_exact(const char *const args[], long nofile)
 
 fail:
     fprintf(stderr, "# cannot start %s: %s\n", bin, strerror(errno));
+    free(envp);
     if (pfd[0] >= 0)
         close(pfd[0]);
     if (pfd[1] >= 0)

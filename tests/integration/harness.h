@@ -61,6 +61,25 @@ struct hs_proc *hs_spawn(const char *const args[], long nofile);
 /* hs_spawn() with exactly ARGS (no --allow-root): for the tests of running as root. */
 struct hs_proc *hs_spawn_exact(const char *const args[], long nofile);
 
+#define HS_MAX_PASS_FDS 8       /* fds hs_spawn_with() can pass */
+
+/* What hs_spawn_with() gives the child on top of hs_spawn_exact()'s set-up, the way a
+ * service manager starts a daemon. */
+struct hs_spawn_opts {
+    const char *const *env;     /* NULL-terminated: "NAME=VALUE" sets NAME, "NAME" removes it
+                                 * from the child's environment; NULL: this environment */
+    const int *fds;             /* passed as fds 3, 4, ... in this order (not CLOEXEC in the
+                                 * child); the caller keeps its own */
+    int nfds;                   /* at most HS_MAX_PASS_FDS */
+    bool listen_pid;            /* set LISTEN_PID to the child's own pid, after fork() and
+                                 * before exec(), as systemd does for socket activation */
+};
+
+/* hs_spawn_exact() with OPTS (NULL: exactly hs_spawn_exact()). Returns NULL on failure. Free
+ * with hs_proc_free(). */
+struct hs_proc *hs_spawn_with(const char *const args[], long nofile,
+                              const struct hs_spawn_opts *opts);
+
 /* Runs `echosrv --allow-root -c CONF` and waits (at most TIMEOUT_MS) until its output holds
  * NLISTEN lines containing "listening on ". On failure prints the output as '# ' lines, kills the child and
  * returns NULL. */
