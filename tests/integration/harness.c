@@ -21,6 +21,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1461,6 +1462,54 @@ struct hs_proc *hs_ctx_start_conf(struct hs_ctx *c, int nlisten, long nofile)
     if (p == NULL)
         HS_FAIL("echosrv did not start on %s", c->conf);
     return p;
+}
+
+void hs_ctx_write_conf(struct hs_ctx *c, const char *name, const char *fmt, ...)
+{
+    char text[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0 && (size_t)n < sizeof text);
+    assert_int_equal(hs_write_file(c->conf, sizeof c->conf, c->dir, name, "%s", text), 0);
+}
+
+void hs_reload(struct hs_proc *p, unsigned gen)
+{
+    char want[96];
+    snprintf(want, sizeof want, "configuration reloaded (generation %u,", gen);
+    assert_int_equal(kill(hs_pid(p), SIGHUP), 0);
+    if (hs_wait_output(p, want, 10000) != 0) {
+        hs_dump_output(p, "no reload line");
+        HS_FAIL("SIGHUP did not reload (no '%s')", want);
+    }
+}
+
+int hs_ctx_connect_from(struct hs_ctx *c, const char *src, const char *addr, int timeout_ms)
+{
+    struct sockaddr_in from = {.sin_family = AF_INET};
+    struct sockaddr_in to = {.sin_family = AF_INET};
+    char host[64];
+    const char *colon = strrchr(addr, ':');
+
+    assert_non_null(colon);
+    assert_true((size_t)(colon - addr) < sizeof host);
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    assert_int_equal(inet_pton(AF_INET, src, &from.sin_addr), 1);
+    assert_int_equal(inet_pton(AF_INET, host, &to.sin_addr), 1);
+    to.sin_port = htons((uint16_t)atoi(colon + 1));
+    int fd = hs_ctx_track(c, socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    assert_true(fd >= 0);
+    if (bind(fd, (struct sockaddr *)&from, sizeof from) < 0)
+        HS_FAIL("bind to %s: %s", src, strerror(errno));
+    if (connect(fd, (struct sockaddr *)&to, sizeof to) < 0)
+        HS_FAIL("connect from %s to %s: %s", src, addr, strerror(errno));
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    return fd;
 }
 
 void hs_assert_quiet(int fd, int ms)

@@ -257,6 +257,19 @@ struct hs_proc *hs_ctx_start(struct hs_ctx *c, const char *bind, int nlisten, lo
 /* Starts echosrv on the configuration already written to c->conf, as hs_ctx_start() does. */
 struct hs_proc *hs_ctx_start_conf(struct hs_ctx *c, int nlisten, long nofile);
 
+/* Writes c->conf as DIR/NAME holding the formatted text (at most 8 KiB); fails the test if it
+ * cannot. */
+void hs_ctx_write_conf(struct hs_ctx *c, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Sends SIGHUP to P and waits (10 s at most) for its line "configuration reloaded (generation
+ * GEN,"; fails the test, with the output, if it does not come. */
+void hs_reload(struct hs_proc *p, unsigned gen);
+
+/* Connects from the loopback IPv4 address SRC (port 0) to the IPv4 "HOST:PORT" ADDR, blocking,
+ * with SO_RCVTIMEO/SO_SNDTIMEO of TIMEOUT_MS; tracks the fd. Fails the test if it cannot. */
+int hs_ctx_connect_from(struct hs_ctx *c, const char *src, const char *addr, int timeout_ms);
+
 /* Asserts that nothing more arrives on FD within MS and that it stays open. */
 void hs_assert_quiet(int fd, int ms);
 

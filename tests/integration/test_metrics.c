@@ -292,33 +292,11 @@ static void ping_size(int fd, size_t body, unsigned seed)
     assert_true(hs_same_bytes("echo", msg, in, body + SEPLEN));
 }
 
-static void reload_ok(struct hs_proc *srv, unsigned gen)
-{
-    char want[96];
-    snprintf(want, sizeof want, "configuration reloaded (generation %u,", gen);
-    assert_int_equal(kill(hs_pid(srv), SIGHUP), 0);
-    if (hs_wait_output(srv, want, 10000) != 0) {
-        hs_dump_output(srv, "no reload line");
-        HS_FAIL("SIGHUP did not reload (no '%s')", want);
-    }
-}
-
-static void write_conf(struct hs_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void write_conf(struct hs_ctx *c, const char *fmt, ...)
-{
-    char text[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    assert_int_equal(hs_write_file(c->conf, sizeof c->conf, c->dir, "metrics.ini", "%s", text), 0);
-}
-
 /* The configuration of test_exact_counters: listener main (echo, max_connections 4,
  * max_message 64), listener strict (its framing refuses lines starting with '!'), admin. */
 static void write_counting_conf(struct hs_ctx *c, const char *broken)
 {
-    write_conf(c,
+    hs_ctx_write_conf(c, "metrics.ini",
                "[server]\nthreads = 2\nplugin_dir = %s\nlog_level = info\n%s\n"
                "[listener main]\nbind = 127.0.0.1:0\nmax_connections = 4\nmax_message = 64\n\n"
                "[listener strict]\nbind = 127.0.0.1:0\nplugin = %s/strict.so\n\n"
@@ -431,7 +409,7 @@ static void test_exact_counters(void **state)
         HS_FAIL("no echosrv_uptime_seconds");
 
     /* A reload keeps every counter and the admin socket; traffic after it adds up. */
-    reload_ok(srv, 1);
+    hs_reload(srv, 1);
     char adm2[HS_ADDR_MAX];
     admin_addr(srv, adm2, sizeof adm2);
     if (strcmp(adm, adm2) != 0)
@@ -603,7 +581,8 @@ static void test_admin_config(void **state)
 {
     struct hs_ctx *c = begin(state, __func__);
     const char *pd = hs_env_path("ES_PLUGIN_DIR");
-    write_conf(c, "[server]\nbind = 127.0.0.1:0\nplugin_dir = %s\n\n[admin]\nbind = 127.0.0.1:0\n",
+    hs_ctx_write_conf(c, "metrics.ini",
+                      "[server]\nbind = 127.0.0.1:0\nplugin_dir = %s\n\n[admin]\nbind = 127.0.0.1:0\n",
                pd);
     struct hs_proc *srv = hs_ctx_start_conf(c, 2, 0);
     char adm[HS_ADDR_MAX], adm2[HS_ADDR_MAX], buf[4096];
@@ -611,9 +590,10 @@ static void test_admin_config(void **state)
     assert_int_equal(http_get(adm, "/healthz", buf, sizeof buf), 200);
 
     /* To a unix socket, relative to the INI file. */
-    write_conf(c, "[server]\nbind = 127.0.0.1:0\nplugin_dir = %s\n\n[admin]\nbind = unix:admin.sock\n",
+    hs_ctx_write_conf(c, "metrics.ini",
+                      "[server]\nbind = 127.0.0.1:0\nplugin_dir = %s\n\n[admin]\nbind = unix:admin.sock\n",
                pd);
-    reload_ok(srv, 1);
+    hs_reload(srv, 1);
     admin_addr(srv, adm2, sizeof adm2);
     char want[300];
     snprintf(want, sizeof want, "unix:%s/admin.sock", c->dir);
@@ -627,9 +607,10 @@ static void test_admin_config(void **state)
     }
 
     /* deny: TCP peers refused without a reply. */
-    write_conf(c, "[server]\nbind = 127.0.0.1:0\nplugin_dir = %s\n\n[admin]\nbind = 127.0.0.1:0\n"
+    hs_ctx_write_conf(c, "metrics.ini",
+                      "[server]\nbind = 127.0.0.1:0\nplugin_dir = %s\n\n[admin]\nbind = 127.0.0.1:0\n"
                   "deny = 127.0.0.0/8\n", pd);
-    reload_ok(srv, 2);
+    hs_reload(srv, 2);
     admin_addr(srv, adm, sizeof adm);
     int fd = hs_ctx_connect(c, adm, IO_MS);
     hs_send_all(fd, "GET /healthz HTTP/1.1\r\n\r\n", 25, IO_MS);
@@ -638,8 +619,8 @@ static void test_admin_config(void **state)
     hs_ctx_untrack_close(c, fd);
 
     /* No [admin]: the listener goes. */
-    write_conf(c, "[server]\nbind = 127.0.0.1:0\nplugin_dir = %s\n", pd);
-    reload_ok(srv, 3);
+    hs_ctx_write_conf(c, "metrics.ini", "[server]\nbind = 127.0.0.1:0\nplugin_dir = %s\n", pd);
+    hs_reload(srv, 3);
     old = hs_connect(adm, 1000);
     if (old >= 0) {
         close(old);
@@ -663,7 +644,8 @@ static void test_admin_config(void **state)
         {"[admin]\nbind = nowhere:port\n", 6, "bind"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        write_conf(c, "[server]\nbind = 127.0.0.1:0\nplugin_dir = %s\n\n%s", pd, bad[i].text);
+        hs_ctx_write_conf(c, "metrics.ini",
+                          "[server]\nbind = 127.0.0.1:0\nplugin_dir = %s\n\n%s", pd, bad[i].text);
         const char *args[] = {"-t", "-c", c->conf, NULL};
         char *out = NULL;
         int status = hs_run(args, IO_MS, &out);

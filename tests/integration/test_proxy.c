@@ -60,32 +60,6 @@ static void listener_addr(struct hs_proc *srv, const char *name, char *out, size
         HS_FAIL("no 'listening on' line for listener %s", name);
 }
 
-/* A connection to ADDR (IPv4 "HOST:PORT") from source address SRC (tracked). */
-static int conn_from(struct hs_ctx *c, const char *src, const char *addr)
-{
-    struct sockaddr_in from = {.sin_family = AF_INET};
-    struct sockaddr_in to = {.sin_family = AF_INET};
-    char host[64];
-    const char *colon = strrchr(addr, ':');
-    assert_non_null(colon);
-    assert_true((size_t)(colon - addr) < sizeof host);
-    memcpy(host, addr, (size_t)(colon - addr));
-    host[colon - addr] = '\0';
-    assert_int_equal(inet_pton(AF_INET, src, &from.sin_addr), 1);
-    assert_int_equal(inet_pton(AF_INET, host, &to.sin_addr), 1);
-    to.sin_port = htons((uint16_t)atoi(colon + 1));
-    int fd = hs_ctx_track(c, socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    assert_true(fd >= 0);
-    if (bind(fd, (struct sockaddr *)&from, sizeof from) < 0)
-        HS_FAIL("bind to %s: %s", src, strerror(errno));
-    if (connect(fd, (struct sockaddr *)&to, sizeof to) < 0)
-        HS_FAIL("connect from %s to %s: %s", src, addr, strerror(errno));
-    struct timeval tv = {.tv_sec = IO_MS / 1000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    return fd;
-}
-
 /* The local "IP:PORT" of fd. */
 static void local_name(int fd, char *out, size_t cap)
 {
@@ -242,14 +216,14 @@ static void test_proxy_allow(void **state)
     const char *addr = hs_addr(srv, 0);
     const char *v1 = "PROXY TCP4 198.51.100.1 127.0.0.1 1000 80\r\n";
 
-    int fd = conn_from(c, "127.0.0.1", addr);
+    int fd = hs_ctx_connect_from(c, "127.0.0.1", addr, IO_MS);
     hs_send_all(fd, v1, strlen(v1), IO_MS); /* may fail: the server closes at accept */
     hs_send_all(fd, "x" SEP, 5, IO_MS);
     expect_closed(fd, "a proxy outside proxy_allow");
     expect_log(srv, "not allowed by listener default (proxy_allow)");
     expect_log(srv, "refusing 127.0.0.1:");
 
-    fd = conn_from(c, "127.0.0.2", addr);
+    fd = hs_ctx_connect_from(c, "127.0.0.2", addr, IO_MS);
     assert_int_equal(hs_send_all(fd, v1, strlen(v1), IO_MS), 0);
     assert_int_equal(hs_ping(fd, "via .2" SEP, IO_MS), 0);
     expect_log(srv, "connection from 198.51.100.1:1000 on ");

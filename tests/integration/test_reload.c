@@ -34,31 +34,6 @@ static struct hs_ctx *begin(void **state, const char *name)
     return hs_ctx_begin(state, TEST_BUDGET_S, name);
 }
 
-/* Writes FMT to c->conf (the test's configuration file). */
-static void write_conf(struct hs_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void write_conf(struct hs_ctx *c, const char *fmt, ...)
-{
-    char text[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    assert_int_equal(hs_write_file(c->conf, sizeof c->conf, c->dir, "reload.ini", "%s", text), 0);
-}
-
-/* Sends SIGHUP and waits for the line of the GEN-th generation ("configuration
- * reloaded (generation GEN"). */
-static void reload_ok(struct hs_proc *srv, unsigned gen)
-{
-    char want[96];
-    snprintf(want, sizeof want, "configuration reloaded (generation %u,", gen);
-    assert_int_equal(kill(hs_pid(srv), SIGHUP), 0);
-    if (hs_wait_output(srv, want, 10000) != 0) {
-        hs_dump_output(srv, "no reload line");
-        HS_FAIL("SIGHUP did not reload (no '%s')", want);
-    }
-}
-
 /* The address listener NAME logged after the last occurrence of MARKER
  * (NULL: anywhere), into ADDR. Returns 0 or -1. */
 static int addr_after(struct hs_proc *srv, const char *marker, const char *name, char *addr,
@@ -227,7 +202,8 @@ static void test_reload_under_load(void **state)
         "", "idle_timeout = 60\nlog_level = debug\n", "max_connections = 500\n",
         "shutdown_timeout = 3\nlog_level = warn\n",
     };
-    write_conf(c, "[server]\nthreads = 2\nplugin_dir = %s\n[listener main]\nbind = 127.0.0.1:0\n",
+    hs_ctx_write_conf(c, "reload.ini",
+                      "[server]\nthreads = 2\nplugin_dir = %s\n[listener main]\nbind = 127.0.0.1:0\n",
                pd);
     struct hs_proc *srv = hs_ctx_start_conf(c, 1, 0);
     char main_addr[HS_ADDR_MAX];
@@ -238,11 +214,11 @@ static void test_reload_under_load(void **state)
     load_progress(r, 200);
     for (unsigned gen = 1; gen <= 8; gen++) {
         size_t v = gen % 4;
-        write_conf(c,
+        hs_ctx_write_conf(c, "reload.ini",
                    "[server]\nthreads = 2\nplugin_dir = %s\n%s[listener main]\nbind = 127.0.0.1:0\n"
                    "max_message = %uM\n%s[echo]\nseparator = \\r\\n\\r\\n\n",
                    pd, server_keys[v], 1 + gen, variants[v]);
-        reload_ok(srv, gen);
+        hs_reload(srv, gen);
         char now[HS_ADDR_MAX];
         if (addr_after(srv, "SIGHUP: reloading", "main", now, sizeof now) != 0 ||
             strcmp(now, main_addr) != 0)
@@ -314,7 +290,8 @@ static void test_reload_bad_config(void **state)
     struct hs_ctx *c = begin(state, __func__);
     const char *pd = hs_env_path("ES_PLUGIN_DIR");
     assert_non_null(pd);
-    write_conf(c, "[server]\nthreads = 2\nplugin_dir = %s\nbind = 127.0.0.1:0\n", pd);
+    hs_ctx_write_conf(c, "reload.ini",
+                      "[server]\nthreads = 2\nplugin_dir = %s\nbind = 127.0.0.1:0\n", pd);
     struct hs_proc *srv = hs_ctx_start_conf(c, 1, 0);
     char addr[HS_ADDR_MAX];
     snprintf(addr, sizeof addr, "%s", hs_addr(srv, 0));
@@ -322,11 +299,13 @@ static void test_reload_bad_config(void **state)
     assert_int_equal(hs_ping(fd, "before" SEP, IO_MS), 0);
 
     char want[700];
-    write_conf(c, "[server]\nthreads = 2\nplugin_dir = %s\nno_such_key = 1\nbind = 127.0.0.1:0\n", pd);
+    hs_ctx_write_conf(c, "reload.ini",
+                      "[server]\nthreads = 2\nplugin_dir = %s\nno_such_key = 1\nbind = 127.0.0.1:0\n", pd);
     snprintf(want, sizeof want, "reload refused: %s:4: unknown key 'no_such_key'", c->conf);
     expect_refused_reload(c, srv, fd, addr, 1, want);
 
-    write_conf(c, "[server]\nthreads = 2\nplugin_dir = %s\nbind = 127.0.0.1:0\n[echo]\n"
+    hs_ctx_write_conf(c, "reload.ini",
+                      "[server]\nthreads = 2\nplugin_dir = %s\nbind = 127.0.0.1:0\n[echo]\n"
                   "separator =\n", pd);
     snprintf(want, sizeof want, "reload refused: %s:6: plugin echo", c->conf);
     expect_refused_reload(c, srv, fd, addr, 2, want);
@@ -339,16 +318,19 @@ static void test_reload_bad_config(void **state)
     socklen_t sl = sizeof sin;
     assert_int_equal(getsockname(holder, (struct sockaddr *)&sin, &sl), 0);
     hs_ctx_track(c, holder);
-    write_conf(c, "[server]\nthreads = 2\nplugin_dir = %s\n[listener a]\nbind = 127.0.0.1:0\n"
+    hs_ctx_write_conf(c, "reload.ini",
+                      "[server]\nthreads = 2\nplugin_dir = %s\n[listener a]\nbind = 127.0.0.1:0\n"
                   "[listener b]\nbind = 127.0.0.1:%u\n", pd, ntohs(sin.sin_port));
     expect_refused_reload(c, srv, fd, addr, 3, "reload refused: listener b: cannot bind");
 
-    write_conf(c, "[server]\nthreads = 2\nplugin_dir = %s\nbind = 127.0.0.1:0\n"
+    hs_ctx_write_conf(c, "reload.ini",
+                      "[server]\nthreads = 2\nplugin_dir = %s\nbind = 127.0.0.1:0\n"
                   "tls_cert = nosuch.pem\ntls_key = nosuch.key\n", pd);
     expect_refused_reload(c, srv, fd, addr, 4, "cannot load the certificate");
 
-    write_conf(c, "[server]\nthreads = 2\nplugin_dir = %s\nbind = 127.0.0.1:0\n", pd);
-    reload_ok(srv, 1);
+    hs_ctx_write_conf(c, "reload.ini",
+                      "[server]\nthreads = 2\nplugin_dir = %s\nbind = 127.0.0.1:0\n", pd);
+    hs_reload(srv, 1);
     assert_int_equal(hs_ping(fd, "after" SEP, IO_MS), 0);
 }
 
@@ -383,7 +365,8 @@ static void test_reload_listeners(void **state)
     struct hs_ctx *c = begin(state, __func__);
     const char *pd = hs_env_path("ES_PLUGIN_DIR");
     assert_non_null(pd);
-    write_conf(c, "[server]\nthreads = 2\nplugin_dir = %s\n[listener a]\nbind = 127.0.0.1:0\n"
+    hs_ctx_write_conf(c, "reload.ini",
+                      "[server]\nthreads = 2\nplugin_dir = %s\n[listener a]\nbind = 127.0.0.1:0\n"
                   "[listener b]\nbind = 127.0.0.1:0\n", pd);
     struct hs_proc *srv = hs_ctx_start_conf(c, 2, 0);
     char a[HS_ADDR_MAX], b[HS_ADDR_MAX], nc[HS_ADDR_MAX], na[HS_ADDR_MAX];
@@ -394,9 +377,10 @@ static void test_reload_listeners(void **state)
     assert_int_equal(hs_ping(old_a, "a" SEP, IO_MS), 0);
     assert_int_equal(hs_ping(old_b, "b" SEP, IO_MS), 0);
 
-    write_conf(c, "[server]\nthreads = 2\nplugin_dir = %s\n[listener a]\nbind = 127.0.0.1:0\n"
+    hs_ctx_write_conf(c, "reload.ini",
+                      "[server]\nthreads = 2\nplugin_dir = %s\n[listener a]\nbind = 127.0.0.1:0\n"
                   "plugin = raw\nmax_message = 64K\n[listener c]\nbind = 127.0.0.1:0\n", pd);
-    reload_ok(srv, 1);
+    hs_reload(srv, 1);
     assert_int_equal(addr_after(srv, "SIGHUP: reloading", "a", na, sizeof na), 0);
     assert_int_equal(addr_after(srv, "SIGHUP: reloading", "c", nc, sizeof nc), 0);
     if (strcmp(na, a) != 0)
@@ -459,7 +443,8 @@ static void test_reload_plugin_changed(void **state)
     snprintf(raw_so, sizeof raw_so, "%s/raw.so", pd);
     snprintf(proto, sizeof proto, "%s/proto.so", c->dir);
     replace_file(echo_so, proto);
-    write_conf(c, "[server]\nthreads = 2\nbind = 127.0.0.1:0\nplugin = ./proto.so\n"
+    hs_ctx_write_conf(c, "reload.ini",
+                      "[server]\nthreads = 2\nbind = 127.0.0.1:0\nplugin = ./proto.so\n"
                   "max_message = 64K\n");
     struct hs_proc *srv = hs_ctx_start_conf(c, 1, 0);
     char addr[HS_ADDR_MAX];
@@ -468,7 +453,7 @@ static void test_reload_plugin_changed(void **state)
     expect_echo_framing(v1);
 
     replace_file(raw_so, proto);
-    reload_ok(srv, 1);
+    hs_reload(srv, 1);
     if (!hs_output_has(srv, "changed since it was first loaded"))
         HS_FAIL("the reload did not notice that the plugin file changed");
     int v2 = hs_ctx_connect(c, addr, IO_MS);
@@ -476,13 +461,13 @@ static void test_reload_plugin_changed(void **state)
     expect_echo_framing(v1);
 
     /* Unchanged since: still the new code. */
-    reload_ok(srv, 2);
+    hs_reload(srv, 2);
     int v3 = hs_ctx_connect(c, addr, IO_MS);
     expect_raw(v3, "still new");
 
     /* Back to the first plugin, through yet another file. */
     replace_file(echo_so, proto);
-    reload_ok(srv, 3);
+    hs_reload(srv, 3);
     int v4 = hs_ctx_connect(c, addr, IO_MS);
     expect_echo_framing(v4);
     expect_raw(v2, "v2 keeps raw");

@@ -1458,31 +1458,6 @@ static void test_listener_max_connections(void **state)
         HS_FAIL("no warning naming listener one's max_connections");
 }
 
-/* Connects from the loopback address SRC (port 0) to the IPv4 "HOST:PORT" ADDR, blocking, and
- * tracks the fd. Fails the test if it cannot. */
-static int conn_from(struct hs_ctx *c, const char *src, const char *addr)
-{
-    struct sockaddr_in from = {.sin_family = AF_INET};
-    struct sockaddr_in to = {.sin_family = AF_INET};
-    char host[64];
-    const char *colon = strrchr(addr, ':');
-
-    assert_non_null(colon);
-    assert_true((size_t)(colon - addr) < sizeof host);
-    memcpy(host, addr, (size_t)(colon - addr));
-    host[colon - addr] = '\0';
-    assert_int_equal(inet_pton(AF_INET, src, &from.sin_addr), 1);
-    assert_int_equal(inet_pton(AF_INET, host, &to.sin_addr), 1);
-    to.sin_port = htons((uint16_t)atoi(colon + 1));
-    int fd = hs_ctx_track(c, socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    assert_true(fd >= 0);
-    if (bind(fd, (struct sockaddr *)&from, sizeof from) < 0)
-        HS_FAIL("bind to %s: %s", src, strerror(errno));
-    if (connect(fd, (struct sockaddr *)&to, sizeof to) < 0)
-        HS_FAIL("connect from %s to %s: %s", src, addr, strerror(errno));
-    return fd;
-}
-
 /* Asserts that the server closes FD without a reply to a message. */
 static void assert_refused(int fd, const char *what)
 {
@@ -1536,9 +1511,9 @@ static void test_access_control(void **state)
     assert_int_equal(hs_ping(conn(c, addrs[1]), "allowed" SEP, IO_MS), 0);
     assert_refused(conn(c, addrs[2]), "allow = 10.0.0.0/8");
     /* deny = 127.0.0.2: 127.0.0.1 is served, 127.0.0.2 is not. */
-    assert_int_equal(hs_ping(conn_from(c, "127.0.0.1", addrs[3]), "from .1" SEP, IO_MS), 0);
-    assert_refused(conn_from(c, "127.0.0.2", addrs[3]), "deny = 127.0.0.2");
-    assert_int_equal(hs_ping(conn_from(c, "127.0.0.3", addrs[3]), "from .3" SEP, IO_MS), 0);
+    assert_int_equal(hs_ping(hs_ctx_connect_from(c, "127.0.0.1", addrs[3], IO_MS), "from .1" SEP, IO_MS), 0);
+    assert_refused(hs_ctx_connect_from(c, "127.0.0.2", addrs[3], IO_MS), "deny = 127.0.0.2");
+    assert_int_equal(hs_ping(hs_ctx_connect_from(c, "127.0.0.3", addrs[3], IO_MS), "from .3" SEP, IO_MS), 0);
     /* The unix socket of the same listener: mode 0600, its peers served (the allow list is
      * for IP peers only). */
     struct stat st;

@@ -35,18 +35,6 @@ static struct hs_ctx *begin(void **state, const char *name)
     return hs_ctx_begin(state, TEST_BUDGET_S, name);
 }
 
-/* Writes FMT to c->conf. */
-static void write_conf(struct hs_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void write_conf(struct hs_ctx *c, const char *fmt, ...)
-{
-    char text[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    assert_int_equal(hs_write_file(c->conf, sizeof c->conf, c->dir, "systemd.ini", "%s", text), 0);
-}
-
 /* Starts `echosrv --allow-root -c c->conf` with OPTS and waits for NLISTEN listeners. */
 static struct hs_proc *start(struct hs_ctx *c, const struct hs_spawn_opts *opts, int nlisten)
 {
@@ -174,7 +162,8 @@ static void test_notify_sequence(void **state)
     const char *envv[] = { env, NULL };
     struct hs_spawn_opts o = { .env = envv };
 
-    write_conf(c, "[server]\nthreads = 2\nplugin_dir = %s\nbind = 127.0.0.1:0\n", pd);
+    hs_ctx_write_conf(c, "systemd.ini",
+                      "[server]\nthreads = 2\nplugin_dir = %s\nbind = 127.0.0.1:0\n", pd);
     struct hs_proc *srv = start(c, &o, 1);
     pid_t pid = hs_pid(srv);
     snprintf(pidtext, sizeof pidtext, "%d", (int)pid);
@@ -204,7 +193,8 @@ static void test_notify_sequence(void **state)
     assert_int_equal(hs_wait_output(srv, "configuration reloaded (generation 1", IO_MS), 0);
 
     /* A refused one: still ready, and the status says why. */
-    write_conf(c, "[server]\nthreads = 2\nplugin_dir = %s\nbind = 127.0.0.1:0\nno_such_key = 1\n",
+    hs_ctx_write_conf(c, "systemd.ini",
+                      "[server]\nthreads = 2\nplugin_dir = %s\nbind = 127.0.0.1:0\nno_such_key = 1\n",
                pd);
     assert_int_equal(kill(pid, SIGHUP), 0);
     notify_recv(nfd, msg, sizeof msg, pid);
@@ -243,7 +233,8 @@ static void test_notify_abstract_and_bad(void **state)
     const char *envv[] = { env, NULL };
     struct hs_spawn_opts o = { .env = envv };
 
-    write_conf(c, "[server]\nthreads = 1\nplugin_dir = %s\nbind = 127.0.0.1:0\n", pd);
+    hs_ctx_write_conf(c, "systemd.ini",
+                      "[server]\nthreads = 1\nplugin_dir = %s\nbind = 127.0.0.1:0\n", pd);
     struct hs_proc *srv = start(c, &o, 1);
     notify_recv(nfd, msg, sizeof msg, hs_pid(srv));
     expect_var(msg, "READY", "1");
@@ -326,7 +317,8 @@ static void test_activation_serves_and_restarts(void **state)
     const char *envv[] = { "LISTEN_FDS=1", "LISTEN_FDNAMES=echo", "NOTIFY_SOCKET", NULL };
     struct hs_spawn_opts o = { .env = envv, .fds = &lfd, .nfds = 1, .listen_pid = true };
 
-    write_conf(c, "[server]\nthreads = 2\nplugin_dir = %s\nbind = %s\n", pd, addr);
+    hs_ctx_write_conf(c, "systemd.ini",
+                      "[server]\nthreads = 2\nplugin_dir = %s\nbind = %s\n", pd, addr);
     int early = queued_client(c, addr, "before the start" SEP);
     struct hs_proc *srv = start(c, &o, 1);
     if (strcmp(hs_addr(srv, 0), addr) != 0)
@@ -370,7 +362,8 @@ static void test_activation_wrong_pid(void **state)
     const char *envv[] = { "LISTEN_FDS=1", pidenv, NULL };
     struct hs_spawn_opts o = { .env = envv, .fds = &lfd, .nfds = 1 };
 
-    write_conf(c, "[server]\nthreads = 1\nplugin_dir = %s\nbind = 127.0.0.1:0\n", pd);
+    hs_ctx_write_conf(c, "systemd.ini",
+                      "[server]\nthreads = 1\nplugin_dir = %s\nbind = 127.0.0.1:0\n", pd);
     struct hs_proc *srv = start(c, &o, 1);
     if (strcmp(hs_addr(srv, 0), addr) == 0 || hs_output_has(srv, "inherited"))
         HS_FAIL("echosrv took a socket meant for pid %d", (int)getpid());
@@ -396,7 +389,8 @@ static void test_activation_unclaimed(void **state)
     const char *envv[] = { "LISTEN_FDS=1", NULL };
     struct hs_spawn_opts o = { .env = envv, .fds = &lfd, .nfds = 1, .listen_pid = true };
 
-    write_conf(c, "[server]\nthreads = 1\nplugin_dir = %s\nbind = 127.0.0.1:0\n", pd);
+    hs_ctx_write_conf(c, "systemd.ini",
+                      "[server]\nthreads = 1\nplugin_dir = %s\nbind = 127.0.0.1:0\n", pd);
     struct hs_proc *p = hs_spawn_with(args, 0, &o);
     assert_non_null(p);
     int st = hs_wait_exit(p, 15000);
@@ -439,7 +433,7 @@ static void test_activation_reload(void **state)
     const char *envv[] = { "LISTEN_FDS=2", "LISTEN_FDNAMES=one:two", NULL };
     struct hs_spawn_opts o = { .env = envv, .fds = fds, .nfds = 2, .listen_pid = true };
 
-    write_conf(c, "[server]\nthreads = 2\nplugin_dir = %s\n"
+    hs_ctx_write_conf(c, "systemd.ini", "[server]\nthreads = 2\nplugin_dir = %s\n"
                "[listener a]\nbind = %s\n[listener b]\nbind = %s\nplugin = raw\n"
                "[listener c]\nbind = 127.0.0.1:0\n", pd, a1, a2);
     struct hs_proc *srv = start(c, &o, 3);
@@ -454,7 +448,7 @@ static void test_activation_reload(void **state)
     assert_int_equal(hs_ping(raw, "r", IO_MS), 0);
 
     /* The same addresses, a1 now served by the raw plugin of listener b and a2 by a. */
-    write_conf(c, "[server]\nthreads = 2\nplugin_dir = %s\n"
+    hs_ctx_write_conf(c, "systemd.ini", "[server]\nthreads = 2\nplugin_dir = %s\n"
                "[listener a]\nbind = %s\n[listener b]\nbind = %s\nplugin = raw\n", pd, a2, a1);
     assert_int_equal(kill(hs_pid(srv), SIGHUP), 0);
     if (hs_wait_output(srv, "configuration reloaded (generation 1", IO_MS) != 0) {
@@ -467,7 +461,8 @@ static void test_activation_reload(void **state)
     assert_int_equal(hs_ping(raw, "still", IO_MS), 0);
 
     /* Dropping a passed address: refused, everything still served. */
-    write_conf(c, "[server]\nthreads = 2\nplugin_dir = %s\n[listener a]\nbind = %s\n", pd, a2);
+    hs_ctx_write_conf(c, "systemd.ini",
+                      "[server]\nthreads = 2\nplugin_dir = %s\n[listener a]\nbind = %s\n", pd, a2);
     assert_int_equal(kill(hs_pid(srv), SIGHUP), 0);
     if (hs_wait_output(srv, "reload refused", IO_MS) != 0) {
         hs_dump_output(srv, "no refusal");
@@ -502,7 +497,8 @@ static void test_activation_unix(void **state)
     const char *envv[] = { "LISTEN_FDS=1", NULL };
     struct hs_spawn_opts o = { .env = envv, .fds = &lfd, .nfds = 1, .listen_pid = true };
 
-    write_conf(c, "[server]\nthreads = 1\nplugin_dir = %s\nbind = %s\nsocket_mode = 0666\n", pd,
+    hs_ctx_write_conf(c, "systemd.ini",
+                      "[server]\nthreads = 1\nplugin_dir = %s\nbind = %s\nsocket_mode = 0666\n", pd,
                addr);
     struct hs_proc *srv = start(c, &o, 1);
     assert_true(hs_output_has(srv, "socket inherited from the service manager (fd 3)"));
