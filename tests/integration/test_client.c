@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "echosrv/client.h"
@@ -573,10 +574,18 @@ static void cb_never(es_future *f, void *arg)
 }
 
 /* Frees the client from its own I/O thread. */
+/* For cb_free_client: the client to free, and the I/O thread's id once it ran. */
+struct free_from_cb {
+    es_client *cl;
+    atomic_int tid;
+};
+
 static void cb_free_client(es_future *f, void *arg)
 {
+    struct free_from_cb *x = arg;
     (void)f;
-    es_client_free(arg);
+    atomic_store(&x->tid, (int)syscall(SYS_gettid));
+    es_client_free(x->cl);
 }
 
 static void cb_here(es_future *f, void *arg)
@@ -656,17 +665,26 @@ static void test_callbacks(void **state)
 
     /* A callback may free the client: the I/O thread ends once the callback returns. The
      * request times out on the I/O thread, well after the callback is set. */
-    int tasks0 = hs_proc_task_count(getpid());
     sfd = silent_listener(silent_addr, sizeof silent_addr, 16);
     cl = client(silent_addr, 1, 0, 200);
+    struct free_from_cb x = {.cl = cl};
     f = es_client_submit(cl, "free from a callback", 20);
-    assert_int_equal(es_future_on_done(f, cb_free_client, cl), 0);
+    assert_int_equal(es_future_on_done(f, cb_free_client, &x), 0);
     assert_int_equal(es_future_wait(f, 10000), 0);
     assert_int_equal(es_future_result(f, NULL, NULL, 0), -ETIMEDOUT);
+    /* The I/O thread itself must end: wait for its /proc entry to go (a thread count would
+     * also see unrelated threads that are still being reaped). */
     long deadline = hs_now_ms() + 5000;
-    while (hs_proc_task_count(getpid()) != tasks0 && hs_now_ms() < deadline)
+    while (atomic_load(&x.tid) == 0 && hs_now_ms() < deadline)
         hs_sleep_ms(2);
-    assert_int_equal(hs_proc_task_count(getpid()), tasks0);
+    assert_true(atomic_load(&x.tid) != 0);
+    char task[64];
+    snprintf(task, sizeof task, "/proc/self/task/%d", atomic_load(&x.tid));
+    while (access(task, F_OK) == 0 && hs_now_ms() < deadline)
+        hs_sleep_ms(2);
+    if (access(task, F_OK) == 0)
+        HS_FAIL("the client's I/O thread %d still runs 5 s after a callback freed the client",
+                atomic_load(&x.tid));
     close(sfd);
     es_future_free(f);
     pthread_mutex_destroy(&s.mu);
@@ -1145,7 +1163,15 @@ static void test_free_in_flight(void **state)
     }
     assert_true(cancelled >= 4);
     assert_int_equal(hs_proc_fd_count(getpid()), fds0);
-    assert_int_equal(hs_proc_task_count(getpid()), tasks0);
+    /* A joined thread can stay listed in /proc for a moment after pthread_join returns (and
+     * one of the previous test's may still have been listed when tasks0 was read): no more
+     * threads than before, once the kernel has reaped them. */
+    long deadline = hs_now_ms() + 5000;
+    while (hs_proc_task_count(getpid()) > tasks0 && hs_now_ms() < deadline)
+        hs_sleep_ms(2);
+    if (hs_proc_task_count(getpid()) > tasks0)
+        HS_FAIL("%d threads after es_client_free, %d before", hs_proc_task_count(getpid()),
+                tasks0);
     close(sfd);
 }
 
