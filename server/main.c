@@ -42,7 +42,8 @@ static void usage(FILE *out)
             "  -h, --help         show this help and exit\n"
             "  -V, --version      show the version and exit\n"
             "\n"
-            "Signals: SIGTERM or SIGINT stop gracefully (a second one stops at once).\n"
+            "Signals: SIGTERM or SIGINT stop gracefully (a second one stops at once);\n"
+            "SIGHUP reloads the configuration without dropping a connection.\n"
             "See echosrv(8) and echosrv.ini(5).\n");
 }
 
