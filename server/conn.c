@@ -36,30 +36,44 @@ static void conn_uncount(worker *w, listener *l)
     atomic_fetch_sub_explicit(&w->srv->nconns, 1, memory_order_relaxed);
 }
 
-void conn_list_append(conn_list *l, es_conn *c)
+/* Append c to l through its link at offset off (link or plink). */
+static void list_append(conn_list *l, es_conn *c, size_t off)
 {
-    c->next = NULL;
-    c->prev = l->tail;
+    conn_link *k = (conn_link *)((char *)c + off);
+    k->next = NULL;
+    k->prev = l->tail;
     if (l->tail != NULL)
-        l->tail->next = c;
+        ((conn_link *)((char *)l->tail + off))->next = c;
     else
         l->head = c;
     l->tail = c;
     l->count++;
 }
 
+/* Unlink c from l through its link at offset off. */
+static void list_remove(conn_list *l, es_conn *c, size_t off)
+{
+    conn_link *k = (conn_link *)((char *)c + off);
+    if (k->prev != NULL)
+        ((conn_link *)((char *)k->prev + off))->next = k->next;
+    else
+        l->head = k->next;
+    if (k->next != NULL)
+        ((conn_link *)((char *)k->next + off))->prev = k->prev;
+    else
+        l->tail = k->prev;
+    k->prev = k->next = NULL;
+    l->count--;
+}
+
+void conn_list_append(conn_list *l, es_conn *c)
+{
+    list_append(l, c, offsetof(es_conn, link));
+}
+
 void conn_list_remove(conn_list *l, es_conn *c)
 {
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        l->head = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    else
-        l->tail = c->prev;
-    c->prev = c->next = NULL;
-    l->count--;
+    list_remove(l, c, offsetof(es_conn, link));
 }
 
 static const char *peer_name(es_conn *c)
@@ -120,23 +134,13 @@ static void conn_touch(es_conn *c)
     }
 }
 
-/* The partial lists (read_timeout) link connections through pprev/pnext,
+/* The partial lists (read_timeout) link connections through plink,
  * apart from the idle or linger list they are also in. */
 static void partial_leave(es_conn *c)
 {
     if (!(c->flags & CF_PARTIAL))
         return;
-    conn_list *l = &c->w->partial[c->slot];
-    if (c->pprev != NULL)
-        c->pprev->pnext = c->pnext;
-    else
-        l->head = c->pnext;
-    if (c->pnext != NULL)
-        c->pnext->pprev = c->pprev;
-    else
-        l->tail = c->pprev;
-    c->pprev = c->pnext = NULL;
-    l->count--;
+    list_remove(&c->w->partial[c->slot], c, offsetof(es_conn, plink));
     c->flags &= (uint16_t)~CF_PARTIAL;
 }
 
@@ -155,14 +159,7 @@ static void partial_update(es_conn *c, int completed)
     if (!holds || l->timeout_ms == 0)
         return;
     c->msg_start = c->w->now;
-    c->pnext = NULL;
-    c->pprev = l->tail;
-    if (l->tail != NULL)
-        l->tail->pnext = c;
-    else
-        l->head = c;
-    l->tail = c;
-    l->count++;
+    list_append(l, c, offsetof(es_conn, plink));
     c->flags |= CF_PARTIAL;
 }
 

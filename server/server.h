@@ -101,6 +101,11 @@ typedef struct worker worker;
 typedef struct server server;
 typedef struct conn_list conn_list;
 
+/* A connection's place in one conn_list. */
+typedef struct conn_link {
+    es_conn *prev, *next;
+} conn_link;
+
 /* Connection flags. */
 enum {
     CF_CLOSING = 1 << 0,  /* close once the output is sent */
@@ -128,9 +133,9 @@ struct es_conn {
     worker *w;
     listener *l;
     struct metrics_block *stats; /* its worker's block of its listener's counters */
-    es_conn *prev, *next;  /* in its idle list, w->handshake, w->proxy or w->linger */
+    conn_link link;        /* in its idle list, w->handshake, w->proxy or w->linger */
     uint64_t last_active;  /* ms, worker clock */
-    es_conn *pprev, *pnext;/* in w->partial[l->svc->index] while CF_PARTIAL */
+    conn_link plink;       /* in w->partial[slot] while CF_PARTIAL */
     uint64_t msg_start;    /* ms, worker clock: when its partial message began */
     buf in;                /* unconsumed input, when a message spans reads */
     buf out;               /* unsent output, under backpressure only */
@@ -167,7 +172,7 @@ struct worker {
                             * a single timeout per list keeps expiry O(1) */
     size_t nactive;        /* lists in active and in partial */
     conn_list *partial;    /* one list per slot of the connections holding part of a
-                            * message, linked through pprev/pnext, oldest message first:
+                            * message, linked through plink, oldest message first:
                             * read_timeout expiry is O(1) */
     conn_list linger;      /* oldest first */
     conn_list handshake;   /* TLS handshakes in progress, oldest first */

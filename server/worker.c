@@ -176,7 +176,7 @@ static void worker_drain_start(worker *w)
     for (size_t i = 0; i < w->nactive; i++) {
         es_conn *c = w->active[i].head;
         while (c != NULL) {
-            es_conn *next = c->next;
+            es_conn *next = c->link.next;
             conn_drain(c);
             c = next;
         }
