@@ -1475,6 +1475,18 @@ void hs_ctx_write_conf(struct hs_ctx *c, const char *name, const char *fmt, ...)
     assert_int_equal(hs_write_file(c->conf, sizeof c->conf, c->dir, name, "%s", text), 0);
 }
 
+void hs_ctx_listener_addr(struct hs_proc *p, const char *name, char *out, size_t cap)
+{
+    char *text = hs_output(p);
+    assert_non_null(text);
+    int rc = hs_listener_addr(text, name, out, cap);
+    free(text);
+    if (rc != 0) {
+        hs_dump_output(p, "no listening line");
+        HS_FAIL("no 'listening on ADDR (listener %s, plugin ...)' line", name);
+    }
+}
+
 void hs_reload(struct hs_proc *p, unsigned gen)
 {
     char want[96];

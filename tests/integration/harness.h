@@ -262,6 +262,10 @@ struct hs_proc *hs_ctx_start_conf(struct hs_ctx *c, int nlisten, long nofile);
 void hs_ctx_write_conf(struct hs_ctx *c, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* hs_listener_addr() over P's output so far; fails the test when listener NAME has no
+ * 'listening on' line. */
+void hs_ctx_listener_addr(struct hs_proc *p, const char *name, char *out, size_t cap);
+
 /* Sends SIGHUP to P and waits (10 s at most) for its line "configuration reloaded (generation
  * GEN,"; fails the test, with the output, if it does not come. */
 void hs_reload(struct hs_proc *p, unsigned gen);

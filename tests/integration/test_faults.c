@@ -168,29 +168,6 @@ static int output_wait_count(struct hs_proc *srv, const char *needle, int n, int
     return got;
 }
 
-/* The address of listener NAME from the 'listening on ADDR (listener NAME, ...' lines. */
-static void listener_addr(struct hs_proc *srv, const char *name, char *at, size_t cap)
-{
-    char *out = hs_output(srv);
-    char tag[128];
-    bool found = false;
-
-    assert_non_null(out);
-    snprintf(tag, sizeof tag, " (listener %s, plugin ", name);
-    for (const char *s = out; !found && (s = strstr(s, "listening on ")) != NULL;) {
-        s += strlen("listening on ");
-        size_t len = strcspn(s, " \r\n");
-        if (strncmp(s + len, tag, strlen(tag)) == 0 && len < cap) {
-            memcpy(at, s, len);
-            at[len] = '\0';
-            found = true;
-        }
-    }
-    free(out);
-    if (!found)
-        HS_FAIL("no 'listening on' line for listener %s", name);
-}
-
 /* A round trip of "NAME #I" on FD within MS. Returns 0 or -1. */
 static int ping_n(int fd, const char *name, int i, int ms)
 {
@@ -452,8 +429,8 @@ static void test_slowloris(void **state)
                                    pd), 0);
     struct hs_proc *srv = hs_ctx_start_conf(&f->ctx, 2, 0);
     char trickle[HS_ADDR_MAX], stall[HS_ADDR_MAX];
-    listener_addr(srv, "trickle", trickle, sizeof trickle);
-    listener_addr(srv, "stall", stall, sizeof stall);
+    hs_ctx_listener_addr(srv, "trickle", trickle, sizeof trickle);
+    hs_ctx_listener_addr(srv, "stall", stall, sizeof stall);
 
     struct pinger pg = { .at = trickle };
     pthread_t th;

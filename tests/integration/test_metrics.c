@@ -270,16 +270,6 @@ static void admin_addr(struct hs_proc *srv, char *out, size_t cap)
     free(text);
 }
 
-static void listener_addr(struct hs_proc *srv, const char *name, char *out, size_t cap)
-{
-    char *text = hs_output(srv);
-    assert_non_null(text);
-    int rc = hs_listener_addr(text, name, out, cap);
-    free(text);
-    if (rc != 0)
-        HS_FAIL("no 'listening on' line for listener %s", name);
-}
-
 /* Sends a BODY-byte message and checks its echo. */
 static void ping_size(int fd, size_t body, unsigned seed)
 {
@@ -315,8 +305,8 @@ static void test_exact_counters(void **state)
     write_counting_conf(c, "");
     struct hs_proc *srv = hs_ctx_start_conf(c, 3, 0); /* two listeners and the admin */
     char main_addr[HS_ADDR_MAX], strict_addr[HS_ADDR_MAX], adm[HS_ADDR_MAX];
-    listener_addr(srv, "main", main_addr, sizeof main_addr);
-    listener_addr(srv, "strict", strict_addr, sizeof strict_addr);
+    hs_ctx_listener_addr(srv, "main", main_addr, sizeof main_addr);
+    hs_ctx_listener_addr(srv, "strict", strict_addr, sizeof strict_addr);
     admin_addr(srv, adm, sizeof adm);
 
     struct want zero[] = {
@@ -454,7 +444,7 @@ static void test_http(void **state)
     struct hs_proc *srv = hs_ctx_start(c, "127.0.0.1:0", 2, 0, extra);
     char adm[HS_ADDR_MAX], echo_addr[HS_ADDR_MAX];
     admin_addr(srv, adm, sizeof adm);
-    listener_addr(srv, "default", echo_addr, sizeof echo_addr);
+    hs_ctx_listener_addr(srv, "default", echo_addr, sizeof echo_addr);
     char buf[8192];
 
     assert_int_equal(http_get(adm, "/healthz", buf, sizeof buf), 200);
@@ -529,7 +519,7 @@ static void test_echocli_info(void **state)
                                        "\n[admin]\nbind = 127.0.0.1:0\n");
     char adm[HS_ADDR_MAX], echo_addr[HS_ADDR_MAX];
     admin_addr(srv, adm, sizeof adm);
-    listener_addr(srv, "default", echo_addr, sizeof echo_addr);
+    hs_ctx_listener_addr(srv, "default", echo_addr, sizeof echo_addr);
     int fd = hs_ctx_connect(c, echo_addr, IO_MS);
     assert_int_equal(hs_ping(fd, "one" SEP, IO_MS), 0);
     assert_int_equal(hs_ping(fd, "two!" SEP, IO_MS), 0);

@@ -49,17 +49,6 @@ static struct hs_proc *start(struct hs_ctx *c, int nlisten, const char *fmt, ...
     return hs_ctx_start_conf(c, nlisten, 0);
 }
 
-/* The address of listener NAME of srv, into out. */
-static void listener_addr(struct hs_proc *srv, const char *name, char *out, size_t cap)
-{
-    char *text = hs_output(srv);
-    assert_non_null(text);
-    int rc = hs_listener_addr(text, name, out, cap);
-    free(text);
-    if (rc != 0)
-        HS_FAIL("no 'listening on' line for listener %s", name);
-}
-
 /* The local "IP:PORT" of fd. */
 static void local_name(int fd, char *out, size_t cap)
 {
@@ -155,9 +144,9 @@ static void test_proxy_peer(void **state)
                                 "[listener plain]\nbind = 127.0.0.1:0\nproxy_protocol = off\n",
                                 tpd);
     char peer[HS_ADDR_MAX], echo[HS_ADDR_MAX], plain[HS_ADDR_MAX], me[64];
-    listener_addr(srv, "peer", peer, sizeof peer);
-    listener_addr(srv, "echo", echo, sizeof echo);
-    listener_addr(srv, "plain", plain, sizeof plain);
+    hs_ctx_listener_addr(srv, "peer", peer, sizeof peer);
+    hs_ctx_listener_addr(srv, "echo", echo, sizeof echo);
+    hs_ctx_listener_addr(srv, "plain", plain, sizeof plain);
 
     /* v1, with the first request in the same segment. */
     int fd = hs_ctx_connect(c, peer, IO_MS);
