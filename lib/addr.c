@@ -231,3 +231,8 @@ char *addr_format(const struct sockaddr *sa, socklen_t len, char *out, size_t ou
     }
     return out;
 }
+
+int addr_equal(const addr *x, const addr *y)
+{
+    return x->len == y->len && x->any == y->any && memcmp(&x->ss, &y->ss, x->len) == 0;
+}

@@ -25,6 +25,10 @@ int addr_parse(const char *text, addr *out, char *err, size_t errlen);
  * free(). Returns 0, or -1 with a message in err. */
 int addr_parse_list(const char *text, addr **out, size_t *n, char *err, size_t errlen);
 
+/* Whether x and y are the same address, as parsed (the :PORT wildcard flag
+ * included). */
+int addr_equal(const addr *x, const addr *y);
+
 /* Format a socket address as text in the forms addr_parse reads:
  * "127.0.0.1:80", "[::1]:80", "unix:/path". Always NUL-terminates. Returns
  * out. */

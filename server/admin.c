@@ -11,7 +11,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -79,11 +78,6 @@ static void settings_free(admin_settings *st)
     memset(st, 0, sizeof *st);
 }
 
-static int addr_same(const addr *x, const addr *y)
-{
-    return x->len == y->len && x->any == y->any && memcmp(&x->ss, &y->ss, x->len) == 0;
-}
-
 /* Whether the thread must restart to apply next over cur (the socket aside). */
 static int settings_differ(const admin_settings *x, const admin_settings *y)
 {
@@ -91,24 +85,6 @@ static int settings_differ(const admin_settings *x, const admin_settings *y)
            x->ndeny != y->ndeny ||
            (x->nallow && memcmp(x->allow, y->allow, x->nallow * sizeof *x->allow) != 0) ||
            (x->ndeny && memcmp(x->deny, y->deny, x->ndeny * sizeof *x->deny) != 0);
-}
-
-/* A relative unix socket path resolves against the INI file's directory. */
-static int resolve_unix(const char *dir, addr *a, char *msg, size_t msglen)
-{
-    struct sockaddr_un *sun = (struct sockaddr_un *)&a->ss;
-    if (sun->sun_family != AF_UNIX || sun->sun_path[0] == '/')
-        return 0;
-    char path[sizeof sun->sun_path + 1];
-    int len = snprintf(path, sizeof path, "%s/%s", dir, sun->sun_path);
-    if (len < 0 || (size_t)len >= sizeof sun->sun_path) {
-        snprintf(msg, msglen, "unix socket path '%s/%s' longer than %zu bytes", dir,
-                 sun->sun_path, sizeof sun->sun_path - 1);
-        return -1;
-    }
-    memcpy(sun->sun_path, path, (size_t)len + 1);
-    a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)len + 1);
-    return 0;
 }
 
 /* The [admin] section of cfg into st (zeroed first; off without the
@@ -131,7 +107,7 @@ static int settings_parse(const config *cfg, admin_settings *st, char *err, size
                 snprintf(msg, sizeof msg, "bind: %s", e);
                 goto fail;
             }
-            if (resolve_unix(cfg->dir, &st->a, e, sizeof e) < 0) {
+            if (config_resolve_unix(cfg->dir, &st->a, 1, e, sizeof e) < 0) {
                 snprintf(msg, sizeof msg, "bind: %s", e);
                 goto fail;
             }
@@ -200,7 +176,7 @@ int admin_prepare(admin *a, const config *cfg, int bind_it, char *err, size_t er
         return -1;
     if (!bind_it)
         return 0;
-    if (a->next.on && !(a->s.fd >= 0 && addr_same(&a->s.want, &a->next.a))) {
+    if (a->next.on && !(a->s.fd >= 0 && addr_equal(&a->s.want, &a->next.a))) {
         char msg[512];
         if (sock_open(&a->ns, &a->next.a, ADMIN_BACKLOG, -1, msg, sizeof msg) < 0) {
             snprintf(err, errlen, "%s: [admin]: %s", cfg->path, msg);

@@ -131,9 +131,8 @@ static char *path_join(const char *dir, const char *rel)
     return out;
 }
 
-/* Relative unix socket paths resolve against the INI file's directory, like
- * every other path in the file. */
-static int bind_resolve_paths(const char *dir, addr *list, size_t n, char *err, size_t errlen)
+/* See config.h. */
+int config_resolve_unix(const char *dir, addr *list, size_t n, char *err, size_t errlen)
 {
     for (size_t i = 0; i < n; i++) {
         struct sockaddr_un *sun = (struct sockaddr_un *)&list[i].ss;
@@ -172,7 +171,7 @@ static void parse_bind(loader *ld, const char *value, char **bind, addr **binds,
         fail_at(ld, ld->lineno, "bind: %s", err);
         return;
     }
-    if (bind_resolve_paths(ld->cfg->dir, list, n, err, sizeof err) < 0) {
+    if (config_resolve_unix(ld->cfg->dir, list, n, err, sizeof err) < 0) {
         free(list);
         fail_at(ld, ld->lineno, "bind: %s", err);
         return;

@@ -149,6 +149,11 @@ const config_section *config_section_find(const config *cfg, const char *name);
 /* Free everything cfg owns; cfg may then be loaded again. */
 void config_free(config *cfg);
 
+/* Make the relative unix socket paths among the n addresses of list
+ * relative to dir (the INI file's directory), like every path in the file.
+ * Returns 0, or -1 with a message in err (the path grows too long). */
+int config_resolve_unix(const char *dir, addr *list, size_t n, char *err, size_t errlen);
+
 /* Parse a byte size: digits with an optional K, M or G suffix (powers of
  * 1024). Returns 0 or -1. Exposed for the tests. */
 int config_parse_size(const char *text, size_t *out);

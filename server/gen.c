@@ -306,11 +306,6 @@ fail:
 
 enum { SOCK_UNUSED = 0, SOCK_KEPT = 1, SOCK_NEW = 2 };
 
-static int addr_same(const addr *a, const addr *b)
-{
-    return a->len == b->len && a->any == b->any && memcmp(&a->ss, &b->ss, a->len) == 0;
-}
-
 static int port_zero(const addr *a)
 {
     if (a->ss.ss_family == AF_INET)
@@ -328,8 +323,8 @@ static int sock_fits(const sock *s, const addr *a, const char *name)
     if (s->used != SOCK_UNUSED)
         return 0;
     if (port_zero(a))
-        return addr_same(&s->want, a) && strcmp(s->owner, name) == 0;
-    return addr_same(&s->want, a) || addr_same(&s->a, a) || activation_fits(s, a);
+        return addr_equal(&s->want, a) && strcmp(s->owner, name) == 0;
+    return addr_equal(&s->want, a) || addr_equal(&s->a, a) || activation_fits(s, a);
 }
 
 /* Close and forget the sockets marked `used` == mark. */
