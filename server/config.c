@@ -55,7 +55,7 @@ enum {
     K_BIND, K_THREADS, K_PLUGIN, K_PLUGIN_DIR, K_BACKLOG, K_MAX_CONNECTIONS,
     K_IDLE_TIMEOUT, K_MAX_MESSAGE, K_SHUTDOWN_TIMEOUT, K_LOG_LEVEL, K_ALLOW, K_DENY,
     K_SOCKET_MODE, K_TLS_HANDSHAKE_TIMEOUT, K_USER, K_GROUP, K_READ_TIMEOUT, K_LOG_TARGET,
-    K_PROXY_TIMEOUT,
+    K_PROXY_TIMEOUT, K_IO,
     K_COUNT
 };
 _Static_assert(K_COUNT < 32, "loader.seen holds every [server] key and the section's line");
@@ -64,7 +64,7 @@ static const char *const server_keys[K_COUNT] = {
     "bind", "threads", "plugin", "plugin_dir", "backlog", "max_connections",
     "idle_timeout", "max_message", "shutdown_timeout", "log_level", "allow", "deny",
     "socket_mode", "tls_handshake_timeout", "user", "group", "read_timeout", "log_target",
-    "proxy_timeout",
+    "proxy_timeout", "io",
 };
 
 /* The numeric [server] keys: range, what the number counts, and the field. */
@@ -96,6 +96,19 @@ static int parse_long(const char *text, long lo, long hi, long *out)
         return -1;
     *out = (long)v;
     return 0;
+}
+
+int config_parse_io(const char *text, int *out)
+{
+    static const char *const names[] = {[IO_AUTO] = "auto", [IO_EPOLL] = "epoll",
+                                        [IO_URING] = "io_uring"};
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++) {
+        if (strcmp(text, names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    return -1;
 }
 
 int config_parse_size(const char *text, size_t *out)
@@ -529,6 +542,10 @@ static void server_key(loader *ld, const char *key, const char *value)
         return;
     case K_GROUP:
         parse_group(ld, value);
+        return;
+    case K_IO:
+        if (config_parse_io(value, &cfg->io) < 0)
+            fail_at(ld, line, "io: '%s' is not epoll, io_uring or auto", value);
         return;
     case K_LOG_TARGET:
         if (strcmp(value, "stderr") == 0)

@@ -108,6 +108,7 @@ typedef struct config {
     long proxy_timeout;    /* seconds a PROXY header may take to arrive */
     int log_level;
     int log_target;        /* LOG_TARGET_STDERR or LOG_TARGET_SYSLOG */
+    int io;                /* IO_AUTO, IO_EPOLL or IO_URING: the workers' I/O back end */
     int plugin_line;       /* line of `plugin =`, or 0 when defaulted */
     char *user;            /* user as written, NULL when unset (keep the starting user) */
     char *group;           /* group as written, NULL: the user's primary group */
@@ -157,5 +158,11 @@ int config_resolve_unix(const char *dir, addr *list, size_t n, char *err, size_t
 /* Parse a byte size: digits with an optional K, M or G suffix (powers of
  * 1024). Returns 0 or -1. Exposed for the tests. */
 int config_parse_size(const char *text, size_t *out);
+
+/* The workers' I/O back ends: [server] io and echosrv --io. */
+enum { IO_AUTO, IO_EPOLL, IO_URING };
+
+/* Parse "auto", "epoll" or "io_uring" into *out (IO_*). Returns 0, or -1. */
+int config_parse_io(const char *text, int *out);
 
 #endif

@@ -33,11 +33,12 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: echosrv [-t] [-c FILE] [--allow-root]\n"
+            "Usage: echosrv [-t] [-c FILE] [--io BACKEND] [--allow-root]\n"
             "A multi-threaded TCP server whose protocol is a plugin.\n"
             "\n"
             "  -c, --config FILE  configuration file (default " DEFAULT_CONFIG ")\n"
             "  -t, --test         check the configuration and every plugin, then exit\n"
+            "      --io BACKEND   epoll, io_uring or auto: overrides [server] io\n"
             "      --allow-root   run as root when [server] sets no user (refused otherwise)\n"
             "  -h, --help         show this help and exit\n"
             "  -V, --version      show the version and exit\n"
@@ -192,15 +193,22 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {"allow-root", no_argument, NULL, 'R'},
+        {"io", required_argument, NULL, 'I'},
         {NULL, 0, NULL, 0},
     };
     const char *path = DEFAULT_CONFIG;
-    int test_only = 0, allow_root = 0, opt;
+    int test_only = 0, allow_root = 0, io = -1, opt;
     while ((opt = getopt_long(argc, argv, "c:thV", opts, NULL)) != -1) {
         switch (opt) {
         case 'c': path = optarg; break;
         case 't': test_only = 1; break;
         case 'R': allow_root = 1; break;
+        case 'I':
+            if (config_parse_io(optarg, &io) < 0) {
+                fprintf(stderr, "echosrv: --io: '%s' is not epoll, io_uring or auto\n", optarg);
+                return 2;
+            }
+            break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("echosrv %s (plugin ABI %d.%d)\n", PACKAGE_VERSION,
                          ES_PLUGIN_ABI_MAJOR, ES_PLUGIN_ABI_MINOR);
@@ -220,6 +228,7 @@ int main(int argc, char **argv)
     memset(&srv, 0, sizeof srv);
     srv.config_path = path;
     srv.allow_root = allow_root;
+    srv.io_override = io;
     srv.donefd = srv.reapfd = -1;
     int sfd = -1;
     conn_host_init(&srv.host);

@@ -205,6 +205,8 @@ typedef struct plugin_file {
 struct server {
     const char *config_path;
     int allow_root;        /* --allow-root */
+    int io_override;       /* --io (IO_*), or -1: [server] io decides */
+    int io;                /* the back end the workers run: IO_EPOLL or IO_URING */
     _Atomic(gen *) gen;    /* the current generation */
     unsigned next_gen;     /* id of the next generation */
     sock **socks;          /* main thread only */

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
+#include "uring.h"
 
 #define MAX_EVENTS 256
 
@@ -467,9 +468,37 @@ static void worker_free(worker *w)
     w->gens = NULL;
 }
 
+/* The back end the workers run: --io, else [server] io; auto takes
+ * io_uring when the kernel allows it. Logged. Returns 0, or -1 with a
+ * message in err (io_uring asked for and not available). */
+static int worker_pick_io(server *srv, const config *cfg, char *err, size_t errlen)
+{
+    int want = srv->io_override >= 0 ? srv->io_override : cfg->io;
+    char why[256];
+    if (want == IO_EPOLL) {
+        srv->io = IO_EPOLL;
+        log_info("io: epoll");
+        return 0;
+    }
+    if (uring_available(why, sizeof why)) {
+        srv->io = IO_URING;
+        log_info("io: io_uring");
+        return 0;
+    }
+    if (want == IO_URING) {
+        snprintf(err, errlen, "io = io_uring: %s", why);
+        return -1;
+    }
+    srv->io = IO_EPOLL;
+    log_info("io: epoll (io_uring not available: %s)", why);
+    return 0;
+}
+
 int worker_start_all(server *srv, char *err, size_t errlen)
 {
     gen *g = atomic_load(&srv->gen);
+    if (worker_pick_io(srv, &g->cfg, err, errlen) < 0)
+        return -1;
     int n = (int)g->cfg.threads;
     srv->workers = calloc((size_t)n, sizeof *srv->workers);
     if (srv->workers == NULL) {

@@ -1,0 +1,58 @@
+/* uring.h - the workers' io_uring back end: multishot accept and receive into a provided-buffer ring, batched sends. */
+#ifndef ES_URING_H
+#define ES_URING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct worker worker;
+typedef struct listener listener;
+typedef struct es_conn es_conn;
+
+/* Whether this build and this kernel can run the io_uring back end:
+ * multishot accept and receive, provided-buffer rings (Linux 6.0). Returns
+ * 1, or 0 with the reason in why. Any thread. */
+int uring_available(char *why, size_t len);
+
+/* Set up w's ring and its provided buffers. Returns 0, or -1 with a
+ * message in err. On w's own thread (the ring has a single issuer). */
+int uring_worker_init(worker *w, char *err, size_t errlen);
+
+/* Tear down w's ring (cancelling whatever is in flight) and free the
+ * connections that waited for their operations to end. Owning worker. */
+void uring_worker_free(worker *w);
+
+/* Submit what is queued, wait up to timeout_ms (-1: no limit) for a
+ * completion, and handle every completion there is. Returns 1 when the
+ * worker's epoll set (TLS connections, PROXY headers, the wake-up eventfd)
+ * has events to dispatch, 0 when not, -1 on a fatal ring error (logged).
+ * Owning worker. */
+int uring_wait(worker *w, int timeout_ms);
+
+/* Start or stop the multishot accepts on the listeners of w's generation.
+ * Accepts stopped may still complete: those connections are served when
+ * the current generation has a listener on the same socket, else closed.
+ * uring_accept_start returns 0, or -1 with errno. Owning worker. */
+int uring_accept_start(worker *w);
+void uring_accept_stop(worker *w);
+
+/* Arm c's multishot receive (again). Owning worker. */
+void uring_recv_start(es_conn *c);
+
+/* Cancel c's receive: backpressure. Data already received is still
+ * delivered. Owning worker. */
+void uring_recv_stop(es_conn *c);
+
+/* Send len bytes at p, which stay valid and unchanged until the send
+ * completes (conn_uring_sent()). bid: the provided buffer p lies in, given
+ * back once the send is done, or -1. Owning worker. */
+void uring_send(es_conn *c, const uint8_t *p, size_t len, int bid);
+
+/* Cancel whatever c has in flight: c is closed, and freed once the last
+ * of its operations has completed. Owning worker. */
+void uring_conn_cancel(es_conn *c);
+
+/* Give provided buffer bid back to the kernel. Owning worker. */
+void uring_buf_release(worker *w, int bid);
+
+#endif
