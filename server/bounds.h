@@ -9,5 +9,9 @@
 #define LINGER_MS 2000                /* wait for the peer's FIN after our close */
 #define ACCEPT_PAUSE_MS 200           /* stop accepting this long on EMFILE */
 #define ACCEPT_BATCH 16               /* connections accepted per wake-up */
+#define URING_BUFS 512                /* io_uring: receive buffers per worker (a power of two) */
+#define URING_BUF_SIZE (16 * 1024)    /* io_uring: bytes of one receive buffer */
+#define URING_SQ_ENTRIES 1024         /* io_uring: submission queue of a worker */
+#define URING_CQ_ENTRIES 8192         /* io_uring: completion queue of a worker */
 
 #endif

@@ -19,8 +19,10 @@
 #include "proxy.h"
 #include "metrics.h"
 #include "server.h"
+#include "uring.h"
 
 static int conn_start(es_conn *c);
+static int conn_flush_uring(es_conn *c);
 
 _Static_assert(READ_BUF_SIZE >= PROXY_HEADER_MAX, "a PROXY header is peeked into w->rbuf");
 
@@ -189,7 +191,19 @@ void conn_destroy(es_conn *c)
     free(c->peer_text);
     listener *l = c->l;
     metrics_closed(c->stats);
-    free(c);
+    if (c->flags & (CF_RECVING | CF_SENDING)) {
+        /* io_uring operations still point at c (and a send at its bytes):
+         * it waits in w->zombies for their completions. The socket itself
+         * closes when the last of them lets go of it. */
+        uring_conn_cancel(c);
+        c->flags |= CF_DEAD;
+        c->ssl = NULL;
+        c->peer_text = NULL;
+        conn_list_append(&w->zombies, c);
+    } else {
+        buf_free(&c->sending);
+        free(c);
+    }
     conn_uncount(w, l);
     /* The last connection of an older generation here lets it go. */
     gen *g = l->gen;
@@ -212,7 +226,7 @@ void conn_read_expired(es_conn *c)
  * (c is then left for the caller to destroy: it could hang otherwise). */
 static int conn_set_events(es_conn *c, uint32_t want)
 {
-    if (want == c->events)
+    if (want == c->events || (c->flags & CF_URING))
         return 0;
     struct epoll_event ev = {.events = want, .data.ptr = c};
     if (epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
@@ -249,6 +263,11 @@ static void conn_linger(es_conn *c)
     c->last_active = w->now;
     conn_list_append(&w->linger, c);
     buf_free(&c->in);
+    if (c->flags & CF_URING) {
+        if (uring_recv_start(c) < 0)
+            conn_destroy(c);
+        return;
+    }
     if (conn_set_events(c, EPOLLIN) < 0)
         conn_destroy(c);
 }
@@ -328,7 +347,7 @@ static ssize_t conn_recv(es_conn *c, uint8_t *dst, size_t room)
 
 static int conn_is_quiet(const es_conn *c)
 {
-    return c->in.len == 0 && c->out.len == 0;
+    return c->in.len == 0 && c->out.len == 0 && !(c->flags & CF_SENDING);
 }
 
 /* Send what is staged and queued, then settle the epoll mask and any close
@@ -336,6 +355,8 @@ static int conn_is_quiet(const es_conn *c)
 static int conn_flush(es_conn *c)
 {
     worker *w = c->w;
+    if (c->flags & CF_URING)
+        return conn_flush_uring(c);
     if (c->flags & CF_ABORT) {
         conn_destroy(c);
         return -1;
@@ -477,6 +498,59 @@ done:
     return (ssize_t)off;
 }
 
+/* The peer will send no more: answer what is complete, then go. Returns
+ * 0, or -1 when c was freed. */
+static int conn_eof(es_conn *c)
+{
+    c->flags |= CF_EOF | CF_CLOSING;
+    partial_leave(c);
+    buf_free(&c->in);
+    return conn_flush(c);
+}
+
+/* Frame and answer n bytes of input: data[0..n) when direct (c->in held
+ * nothing), else the n bytes just added to c->in, which is framed whole.
+ * Returns 0, or -1 when c was freed. */
+static int conn_input(es_conn *c, const uint8_t *data, size_t n, int direct)
+{
+    worker *w = c->w;
+    conn_touch(c);
+    metrics_add(&c->stats->bytes_in, (uint64_t)n);
+    size_t len = n;
+    if (!direct) {
+        data = buf_head(&c->in);
+        len = c->in.len;
+    }
+    w->cur = c;
+    w->in_lo = (uintptr_t)data;
+    w->in_hi = (uintptr_t)data + len;
+    ssize_t used = conn_frame(c, data, len);
+    if (used < 0) {
+        stage_reset(w);
+        conn_destroy(c);
+        return -1;
+    }
+    if (direct) {
+        if ((size_t)used < len && !(c->flags & CF_CLOSING) &&
+            buf_append(&c->in, data + used, len - (size_t)used) < 0) {
+            conn_log(ES_LOG_ERROR, c, "out of memory reading from %s: closing the connection",
+                                      peer_name(c));
+            c->flags |= CF_ABORT;
+        }
+        partial_update(c, used > 0);
+        return conn_flush(c);
+    }
+    /* Consumed bytes stay in place until the replies that may point at
+     * them are sent. */
+    buf_consume(&c->in, (size_t)used);
+    partial_update(c, used > 0);
+    if (conn_flush(c) < 0)
+        return -1;
+    if (c->in.len == 0 || (c->flags & CF_CLOSING))
+        buf_free(&c->in);
+    return 0;
+}
+
 /* Read once and process. Returns 0, or -1 when c was freed. */
 static int conn_read_once(es_conn *c)
 {
@@ -511,49 +585,11 @@ static int conn_read_once(es_conn *c)
         conn_destroy(c);
         return -1;
     }
-    if (n == 0) {
-        /* The peer will send no more: answer what is complete, then go. */
-        c->flags |= CF_EOF | CF_CLOSING;
-        partial_leave(c);
-        buf_free(&c->in);
-        return conn_flush(c);
-    }
-    conn_touch(c);
-    metrics_add(&c->stats->bytes_in, (uint64_t)n);
-    const uint8_t *data = direct ? dst : buf_head(&c->in);
-    size_t len = (size_t)n;
-    if (!direct) {
+    if (n == 0)
+        return conn_eof(c);
+    if (!direct)
         buf_commit(&c->in, (size_t)n);
-        len = c->in.len;
-    }
-    w->cur = c;
-    w->in_lo = (uintptr_t)data;
-    w->in_hi = (uintptr_t)data + len;
-    ssize_t used = conn_frame(c, data, len);
-    if (used < 0) {
-        stage_reset(w);
-        conn_destroy(c);
-        return -1;
-    }
-    if (direct) {
-        if ((size_t)used < len && !(c->flags & CF_CLOSING) &&
-            buf_append(&c->in, data + used, len - (size_t)used) < 0) {
-            conn_log(ES_LOG_ERROR, c, "out of memory reading from %s: closing the connection",
-                                      peer_name(c));
-            c->flags |= CF_ABORT;
-        }
-        partial_update(c, used > 0);
-        return conn_flush(c);
-    }
-    /* Consumed bytes stay in place until the replies that may point at
-     * them are sent. */
-    buf_consume(&c->in, (size_t)used);
-    partial_update(c, used > 0);
-    if (conn_flush(c) < 0)
-        return -1;
-    if (c->in.len == 0 || (c->flags & CF_CLOSING))
-        buf_free(&c->in);
-    return 0;
+    return conn_input(c, dst, (size_t)n, direct);
 }
 
 /* Read and process until nothing is left that epoll would not report:
@@ -729,6 +765,17 @@ static int conn_proxy_read(es_conn *c)
         conn_list_append(&w->handshake, c);
         return conn_handshake(c);
     }
+    if (w->ring != NULL) {
+        /* The header is in: io_uring serves the rest. */
+        if (epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL) < 0) {
+            conn_log(ES_LOG_ERROR, c, "epoll_ctl on the connection from %s: %s: closing it",
+                     peer_name(c), strerror(errno));
+            conn_destroy(c);
+            return -1;
+        }
+        c->flags |= CF_URING;
+        c->events = 0;
+    }
     conn_list_append(&w->active[c->slot], c);
     return conn_start(c);
 }
@@ -784,7 +831,8 @@ void conn_event(es_conn *c, uint32_t events)
 
 void conn_drain(es_conn *c)
 {
-    if (!(c->flags & (CF_PAUSED | CF_EOF | CF_LINGER | CF_CLOSING))) {
+    /* io_uring: whatever came in has been handled already. */
+    if (!(c->flags & (CF_PAUSED | CF_EOF | CF_LINGER | CF_CLOSING | CF_URING))) {
         if (conn_read(c) < 0)
             return;
     }
@@ -851,8 +899,12 @@ int conn_open(worker *w, listener *l, int fd, const struct sockaddr *sa, socklen
         }
         SSL_set_accept_state(c->ssl);
     }
+    c->tx_bid = -1;
+    int proxy = l->svc->cfg->proxy.on;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    if (w->ring != NULL && c->ssl == NULL && !proxy) {
+        c->flags |= CF_URING; /* its receive is armed once the plugin has it */
+    } else if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         log_error("epoll_ctl: %s: refusing a connection on %s", strerror(errno), l->name);
         metrics_add(&stats->refused[MR_RESOURCES], 1);
         SSL_free(c->ssl);
@@ -861,10 +913,10 @@ int conn_open(worker *w, listener *l, int fd, const struct sockaddr *sa, socklen
         conn_uncount(w, l);
         return -1;
     }
-    c->events = EPOLLIN;
+    c->events = (c->flags & CF_URING) ? 0 : EPOLLIN;
     l->gen->wconns[w->id]++;
     metrics_add(&stats->opened, 1);
-    if (l->svc->cfg->proxy.on) {
+    if (proxy) {
         /* Nothing runs before its PROXY header: within proxy_timeout. */
         c->flags |= CF_PROXY;
         conn_list_append(&w->proxy, c);
@@ -879,6 +931,257 @@ int conn_open(worker *w, listener *l, int fd, const struct sockaddr *sa, socklen
     }
     conn_list_append(&w->active[c->slot], c);
     return conn_start(c);
+}
+
+/* The io_uring back end (uring.c) serves plain TCP connections once the
+ * plugin has them: input comes in provided buffers (multishot receive),
+ * output leaves through one send in flight at a time, submitted with the
+ * rest of the worker's at the end of its loop turn. TLS connections, and
+ * connections awaiting their PROXY header, stay on the epoll set. */
+
+/* Whether c's receive should be armed. */
+static int uring_wants_read(const es_conn *c)
+{
+    if (c->flags & (CF_DEAD | CF_EOF | CF_ABORT))
+        return 0;
+    if (c->flags & CF_LINGER)
+        return 1;
+    return !(c->flags & (CF_PAUSED | CF_CLOSING));
+}
+
+/* Send the queued output, unless a send is in flight: c->out becomes the
+ * bytes in flight. Returns 0, or -1 when the ring is broken. */
+static int uring_send_queued(es_conn *c)
+{
+    if ((c->flags & CF_SENDING) || c->out.len == 0)
+        return 0;
+    buf_free(&c->sending);
+    c->sending = c->out;
+    memset(&c->out, 0, sizeof c->out);
+    return uring_send(c, buf_head(&c->sending), c->sending.len, -1);
+}
+
+/* conn_flush() of the io_uring back end: start sending the replies of the
+ * input just handled (from the provided buffer they lie in, when they are
+ * an echo of it and nothing is queued before them), then settle closing,
+ * backpressure and the receive. Returns 0, or -1 when c was freed. */
+static int conn_flush_uring(es_conn *c)
+{
+    worker *w = c->w;
+    if (c->flags & CF_ABORT) {
+        conn_destroy(c);
+        return -1;
+    }
+    if (c->flags & CF_LINGER) {
+        if (uring_recv_start(c) < 0) {
+            conn_destroy(c);
+            return -1;
+        }
+        return 0;
+    }
+    if (w->cur == c) {
+        const uint8_t *p = w->span_len ? w->span : buf_head(&w->stage);
+        size_t len = w->span_len ? w->span_len : w->stage.len;
+        int idle = !(c->flags & CF_SENDING) && c->out.len == 0;
+        int rc = 0;
+        if (len == 0) {
+            /* nothing to send */
+        } else if (idle && w->span_len > 0 && w->cur_bid >= 0) {
+            w->cur_bid_held = 1;
+            rc = uring_send(c, p, len, w->cur_bid);
+        } else if (idle && w->span_len == 0) {
+            /* Hand the staging buffer over instead of copying it. */
+            buf_free(&c->sending);
+            c->sending = w->stage;
+            memset(&w->stage, 0, sizeof w->stage);
+            rc = uring_send(c, buf_head(&c->sending), c->sending.len, -1);
+        } else if (buf_append(&c->out, p, len) < 0) {
+            conn_log(ES_LOG_ERROR, c,
+                     "out of memory queueing output for %s: closing the connection",
+                     peer_name(c));
+            stage_reset(w);
+            conn_destroy(c);
+            return -1;
+        }
+        stage_reset(w);
+        if (w->stage.cap > STAGE_KEEP)
+            buf_free(&w->stage);
+        if (rc < 0) {
+            conn_destroy(c);
+            return -1;
+        }
+    }
+    if (uring_send_queued(c) < 0) {
+        conn_destroy(c);
+        return -1;
+    }
+    if (!(c->flags & CF_SENDING) && (c->flags & CF_CLOSING)) {
+        conn_linger(c);
+        return -1;
+    }
+    if (w->draining && conn_is_quiet(c) && !(c->flags & CF_LINGER)) {
+        conn_linger(c);
+        return -1;
+    }
+    size_t queued = c->out.len + c->sending.len;
+    if (queued >= OUT_HIGH_WATER && !(c->flags & CF_PAUSED)) {
+        c->flags |= CF_PAUSED;
+        uring_recv_stop(c);
+    } else if (queued <= OUT_LOW_WATER) {
+        c->flags &= (uint16_t)~CF_PAUSED;
+    }
+    if (uring_wants_read(c) && uring_recv_start(c) < 0) {
+        conn_destroy(c);
+        return -1;
+    }
+    return 0;
+}
+
+void conn_uring_free(es_conn *c)
+{
+    conn_list_remove(&c->w->zombies, c);
+    buf_free(&c->sending);
+    free(c);
+}
+
+void conn_uring_kick(es_conn *c)
+{
+    if (c->flags & CF_DEAD) {
+        if (!(c->flags & (CF_RECVING | CF_SENDING)))
+            conn_uring_free(c);
+        return;
+    }
+    conn_flush_uring(c);
+}
+
+void conn_uring_recv(es_conn *c, int res, int bid, int more)
+{
+    worker *w = c->w;
+    if (!more)
+        c->flags &= (uint16_t)~CF_RECVING;
+    if (c->flags & CF_DEAD) {
+        if (bid >= 0)
+            uring_buf_release(w, bid);
+        conn_uring_kick(c);
+        return;
+    }
+    if (res > 0 && bid >= 0) {
+        if (c->flags & (CF_LINGER | CF_CLOSING | CF_EOF | CF_ABORT)) {
+            /* Past the end of the conversation: discarded, as epoll's
+             * reader would leave it unread. */
+            uring_buf_release(w, bid);
+        } else {
+            const uint8_t *data = uring_buf_addr(w, bid);
+            int rc;
+            if (c->in.len > 0) {
+                /* The rest of a message: joins its start. */
+                if (buf_append(&c->in, data, (size_t)res) < 0) {
+                    uring_buf_release(w, bid);
+                    conn_log(ES_LOG_ERROR, c,
+                             "out of memory reading from %s: closing the connection",
+                             peer_name(c));
+                    conn_destroy(c);
+                    return;
+                }
+                uring_buf_release(w, bid);
+                rc = conn_input(c, NULL, (size_t)res, 0);
+            } else {
+                /* Framed where it lies: an echo is sent from this buffer,
+                 * which is then given back once the send is done. */
+                w->cur_bid = bid;
+                w->cur_bid_held = 0;
+                rc = conn_input(c, data, (size_t)res, 1);
+                if (!w->cur_bid_held)
+                    uring_buf_release(w, bid);
+                w->cur_bid = -1;
+            }
+            if (rc < 0)
+                return;
+        }
+    } else if (res == 0) {
+        if (bid >= 0)
+            uring_buf_release(w, bid);
+        if (c->flags & CF_LINGER) {
+            conn_destroy(c);
+            return;
+        }
+        if (!(c->flags & CF_EOF))
+            conn_eof(c);
+        return;
+    } else if (res == -ENOBUFS) {
+        /* Every buffer is in use: receive again once some are back. */
+        if (!(c->flags & CF_RECVING))
+            uring_recv_later(c);
+        return;
+    } else if (res != -ECANCELED) {
+        if (bid >= 0)
+            uring_buf_release(w, bid);
+        if (!(c->flags & CF_LINGER)) {
+            conn_log(ES_LOG_DEBUG, c, "read from %s: %s", peer_name(c), strerror(-res));
+            metrics_add(&c->stats->errors[ME_IO], 1);
+        }
+        conn_destroy(c);
+        return;
+    }
+    if (!more && !(c->flags & CF_RECVING) && uring_wants_read(c) && uring_recv_start(c) < 0)
+        conn_destroy(c);
+}
+
+void conn_uring_sent(es_conn *c, int res)
+{
+    worker *w = c->w;
+    int bid = c->tx_bid;
+    c->flags &= (uint16_t)~CF_SENDING;
+    c->tx_bid = -1;
+    if (c->flags & CF_DEAD) {
+        if (bid >= 0)
+            uring_buf_release(w, bid);
+        conn_uring_kick(c);
+        return;
+    }
+    if (res == -EAGAIN || res == -EINTR)
+        res = 0;
+    if (res < 0) {
+        if (bid >= 0)
+            uring_buf_release(w, bid);
+        conn_log(ES_LOG_DEBUG, c, "write to %s: %s", peer_name(c), strerror(-res));
+        metrics_add(&c->stats->errors[ME_IO], 1);
+        conn_destroy(c);
+        return;
+    }
+    if (res > 0) {
+        metrics_add(&c->stats->bytes_out, (uint64_t)res);
+        conn_touch(c);
+    }
+    size_t rest = c->tx_len - (size_t)res;
+    const uint8_t *p = c->tx_p + res;
+    int rc = 0;
+    if (bid >= 0) {
+        /* The peer is slow: what is left moves out of the provided
+         * buffer, which goes back to the kernel at once. */
+        if (rest > 0 && buf_append(&c->sending, p, rest) < 0) {
+            uring_buf_release(w, bid);
+            conn_log(ES_LOG_ERROR, c,
+                     "out of memory queueing output for %s: closing the connection",
+                     peer_name(c));
+            conn_destroy(c);
+            return;
+        }
+        uring_buf_release(w, bid);
+        if (rest > 0)
+            rc = uring_send(c, buf_head(&c->sending), c->sending.len, -1);
+    } else {
+        buf_consume(&c->sending, (size_t)res);
+        if (c->sending.len > 0)
+            rc = uring_send(c, buf_head(&c->sending), c->sending.len, -1);
+        else
+            buf_free(&c->sending);
+    }
+    if (rc < 0) {
+        conn_destroy(c);
+        return;
+    }
+    conn_flush_uring(c);
 }
 
 /* Services for plugins. */

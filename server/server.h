@@ -119,6 +119,12 @@ enum {
     CF_NOPLUGIN = 1 << 8, /* the plugin's open hook has not run (or refused): no close hook */
     CF_PARTIAL = 1 << 9,  /* holds part of a message: in its worker's partial list */
     CF_PROXY = 1 << 10,   /* its PROXY header is awaited: in w->proxy, nothing else ran */
+    /* The io_uring back end (uring.c): */
+    CF_URING = 1 << 11,   /* served by io_uring operations, not by the epoll set */
+    CF_RECVING = 1 << 12, /* its multishot receive is in flight (or listed to re-arm) */
+    CF_SENDING = 1 << 13, /* a send is in flight: tx_* describe it */
+    CF_DEAD = 1 << 14,    /* closed: in w->zombies until its operations complete */
+    CF_REARM = 1 << 15,   /* its receive found no buffer: armed again after this turn */
 };
 
 /* One client connection. Owned by the worker that accepted it, for life:
@@ -138,7 +144,13 @@ struct es_conn {
     conn_link plink;       /* in w->partial[slot] while CF_PARTIAL */
     uint64_t msg_start;    /* ms, worker clock: when its partial message began */
     buf in;                /* unconsumed input, when a message spans reads */
-    buf out;               /* unsent output, under backpressure only */
+    buf out;               /* unsent output, under backpressure only (io_uring: also
+                            * what waits for the send in flight) */
+    buf sending;           /* io_uring: the bytes of the send in flight, unless they lie
+                            * in a provided buffer; unchanged until it completes */
+    const uint8_t *tx_p;   /* io_uring: the send in flight */
+    uint32_t tx_len;
+    int32_t tx_bid;        /* io_uring: provided buffer tx_p lies in, or -1 */
     char *peer_text;       /* formatted on demand */
     union {
         struct sockaddr sa;
@@ -183,6 +195,12 @@ struct worker {
     size_t span_len;
     buf stage;             /* other replies of one read, sent with one write */
     uint8_t *rbuf;         /* READ_BUF_SIZE bytes */
+    struct uring *ring;    /* the io_uring back end (uring.c), or NULL: epoll */
+    int cur_bid;           /* io_uring: provided buffer of the input being handled, or -1 */
+    int cur_bid_held;      /* a send from it is in flight: not to be given back yet */
+    conn_list zombies;     /* io_uring: closed connections with operations in flight */
+    int init_state;        /* 0 starting, 1 running, -1 failed to start (init_err) */
+    char init_err[256];
     int accepting;         /* listeners are in epfd */
     uint64_t accept_resume;/* ms; when accepting was paused */
     uint64_t warned_full;  /* ms of the last max_connections warning */
@@ -316,6 +334,19 @@ void conn_read_expired(es_conn *c);
 void conn_list_remove(conn_list *l, es_conn *c);
 void conn_list_append(conn_list *l, es_conn *c);
 
+/* io_uring completions of c's receive (res: bytes, 0 at the end, or
+ * -errno; bid: the provided buffer holding them, or -1; more: the receive
+ * goes on) and of its send. Owning worker; c may be freed. */
+void conn_uring_recv(es_conn *c, int res, int bid, int more);
+void conn_uring_sent(es_conn *c, int res);
+
+/* Arm what c needs and has not in flight: its receive, its send. For a
+ * closed c (CF_DEAD), free it if nothing is in flight. Owning worker. */
+void conn_uring_kick(es_conn *c);
+
+/* Free the closed c, whose operations are over (or whose ring is gone). */
+void conn_uring_free(es_conn *c);
+
 /* worker.c */
 
 /* Create srv->nworkers workers, each with its epoll set holding every
@@ -339,6 +370,14 @@ size_t worker_conn_count(const worker *w);
 /* Publish g as the current generation and wait until every worker polls
  * its listeners. Main thread. */
 void worker_switch_all(server *srv, gen *g);
+
+/* A multishot accept of listening socket lfd completed: res is the
+ * accepted fd or -errno, current says whether it was armed for the
+ * listeners w polls now, more whether it goes on. Owning worker. */
+void worker_accept_done(worker *w, int lfd, int current, int res, int more);
+
+/* The worker clock: ms of CLOCK_MONOTONIC. */
+uint64_t worker_now_ms(void);
 
 /* Drop w's hold on g, whose last connection on w is gone (or w stops): the
  * main thread frees g once no one holds it. Owning worker. */

@@ -29,6 +29,16 @@ void uring_worker_free(worker *w);
  * Owning worker. */
 int uring_wait(worker *w, int timeout_ms);
 
+/* Submit what is queued and handle the completions that are ready,
+ * without waiting: what the peers sent so far has been handled. Owning
+ * worker, between batches of events. */
+void uring_flush(worker *w);
+
+/* Have the worker poll its epoll set again after this turn, without
+ * waiting: the last epoll_wait() returned events, and level-triggered
+ * ones may still be pending. Owning worker. */
+void uring_epoll_again(worker *w);
+
 /* Start or stop the multishot accepts on the listeners of w's generation.
  * Accepts stopped may still complete: those connections are served when
  * the current generation has a listener on the same socket, else closed.
@@ -36,23 +46,34 @@ int uring_wait(worker *w, int timeout_ms);
 int uring_accept_start(worker *w);
 void uring_accept_stop(worker *w);
 
-/* Arm c's multishot receive (again). Owning worker. */
-void uring_recv_start(es_conn *c);
+/* Arm the accept of the listening socket lfd again, after its multishot
+ * accept ended. Returns 0, or -1. Owning worker. */
+int uring_accept_one(worker *w, int lfd);
+
+/* Arm c's multishot receive, unless it is armed. Returns 0, or -1 when
+ * the ring is broken. Owning worker. */
+int uring_recv_start(es_conn *c);
+
+/* Arm c's receive again after this loop turn: it found no free buffer. */
+void uring_recv_later(es_conn *c);
 
 /* Cancel c's receive: backpressure. Data already received is still
  * delivered. Owning worker. */
 void uring_recv_stop(es_conn *c);
 
 /* Send len bytes at p, which stay valid and unchanged until the send
- * completes (conn_uring_sent()). bid: the provided buffer p lies in, given
- * back once the send is done, or -1. Owning worker. */
-void uring_send(es_conn *c, const uint8_t *p, size_t len, int bid);
+ * completes (conn_uring_sent()). bid: the provided buffer p lies in (the
+ * send then does not wait for room: it fails with EAGAIN instead), or -1.
+ * Returns 0, or -1 when the ring is broken. Owning worker. */
+int uring_send(es_conn *c, const uint8_t *p, size_t len, int bid);
 
 /* Cancel whatever c has in flight: c is closed, and freed once the last
  * of its operations has completed. Owning worker. */
 void uring_conn_cancel(es_conn *c);
 
-/* Give provided buffer bid back to the kernel. Owning worker. */
+/* Where provided buffer bid lies, and giving it back to the kernel.
+ * Owning worker. */
+const uint8_t *uring_buf_addr(worker *w, int bid);
 void uring_buf_release(worker *w, int bid);
 
 #endif

@@ -19,7 +19,7 @@
 
 #define MAX_EVENTS 256
 
-static uint64_t now_ms(void)
+uint64_t worker_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -30,6 +30,12 @@ static uint64_t now_ms(void)
 static int listeners_add(worker *w)
 {
     gen *g = w->gen;
+    if (w->ring != NULL) {
+        if (uring_accept_start(w) < 0)
+            return -1;
+        w->accepting = 1;
+        return 0;
+    }
     for (size_t i = 0; i < g->nlisteners; i++) {
         struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &g->listeners[i]};
         if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, g->listeners[i].fd, &ev) < 0) {
@@ -48,6 +54,11 @@ static void listeners_remove(worker *w)
 {
     if (!w->accepting)
         return;
+    if (w->ring != NULL) {
+        uring_accept_stop(w);
+        w->accepting = 0;
+        return;
+    }
     for (size_t i = 0; i < w->gen->nlisteners; i++)
         epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->gen->listeners[i].fd, NULL);
     w->accepting = 0;
@@ -70,10 +81,71 @@ static int peer_allowed(const service *svc, const struct sockaddr *sa)
     return lc->nallow == 0 || cidr_list_match(lc->allow, lc->nallow, sa);
 }
 
-static void worker_accept(worker *w, listener *l)
+/* Out of descriptors or memory: retrying at once would spin. Stop
+ * accepting for a while; the connections we have carry on. */
+static void accept_pause(worker *w, listener *l, int err)
+{
+    if (w->warned_emfile == 0 || w->now - w->warned_emfile >= 10000) {
+        log_warn("accept on %s: %s: pausing accepts for %d ms at a time "
+                 "(%ld connections open)",
+                 l != NULL ? l->name : "a listener", strerror(err), ACCEPT_PAUSE_MS,
+                 atomic_load_explicit(&w->srv->nconns, memory_order_relaxed));
+        w->warned_emfile = w->now;
+    }
+    listeners_remove(w);
+    w->accept_resume = w->now + ACCEPT_PAUSE_MS;
+}
+
+/* Serve fd, accepted from l, unless access control or the connection
+ * limits refuse it. */
+static void worker_take(worker *w, listener *l, int fd, const struct sockaddr *sa, socklen_t sl)
 {
     server *srv = w->srv;
     long max = w->gen->cfg.max_connections;
+    service *svc = l->svc;
+    /* Access control comes first: a refused peer never reaches the
+     * plugin nor counts against max_connections. */
+    if (!peer_allowed(svc, sa)) {
+        if (log_threshold >= ES_LOG_DEBUG) {
+            char text[ADDR_TEXT_MAX];
+            addr_format(sa, sl, text, sizeof text);
+            log_debug("refusing %s on %s: not allowed by listener %s%s", text, l->name,
+                      svc->cfg->name, svc->cfg->proxy.on ? " (proxy_allow)" : "");
+        }
+        metrics_add(&svc->stats->w[w->id].refused[MR_ACCESS], 1);
+        close(fd);
+        return;
+    }
+    /* A connection needs room in the process-wide count and in its
+     * listener's. */
+    int full = 0;
+    if (atomic_fetch_add_explicit(&srv->nconns, 1, memory_order_relaxed) >= max) {
+        full = 1;
+    } else if (atomic_fetch_add_explicit(&svc->slot->nconns, 1, memory_order_relaxed) >=
+               svc->max_connections) {
+        atomic_fetch_sub_explicit(&svc->slot->nconns, 1, memory_order_relaxed);
+        full = 2;
+    }
+    if (full) {
+        atomic_fetch_sub_explicit(&srv->nconns, 1, memory_order_relaxed);
+        metrics_add(&svc->stats->w[w->id].refused[MR_MAX_CONNECTIONS], 1);
+        close(fd);
+        if (w->now - w->warned_full >= 1000 || w->warned_full == 0) {
+            if (full == 1)
+                log_warn("max_connections (%ld) reached: refusing connections on %s", max,
+                         l->name);
+            else
+                log_warn("max_connections (%ld) of listener %s reached: refusing "
+                         "connections on %s", svc->max_connections, svc->cfg->name, l->name);
+            w->warned_full = w->now;
+        }
+        return;
+    }
+    conn_open(w, l, fd, sa, sl);
+}
+
+static void worker_accept(worker *w, listener *l)
+{
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
@@ -91,64 +163,70 @@ static void worker_accept(worker *w, listener *l)
             case ENFILE:
             case ENOBUFS:
             case ENOMEM:
-                /* Out of descriptors or memory: retrying at once would spin.
-                 * Stop accepting for a while; the connections we have
-                 * carry on. */
-                if (w->warned_emfile == 0 || w->now - w->warned_emfile >= 10000) {
-                    log_warn("accept on %s: %s: pausing accepts for %d ms at a time "
-                             "(%ld connections open)",
-                             l->name, strerror(errno), ACCEPT_PAUSE_MS,
-                             atomic_load_explicit(&srv->nconns, memory_order_relaxed));
-                    w->warned_emfile = w->now;
-                }
-                listeners_remove(w);
-                w->accept_resume = w->now + ACCEPT_PAUSE_MS;
+                accept_pause(w, l, errno);
                 return;
             default:
                 log_error("accept on %s: %s", l->name, strerror(errno));
                 return;
             }
         }
-        service *svc = l->svc;
-        /* Access control comes first: a refused peer never reaches the
-         * plugin nor counts against max_connections. */
-        if (!peer_allowed(svc, (struct sockaddr *)&ss)) {
-            if (log_threshold >= ES_LOG_DEBUG) {
-                char text[ADDR_TEXT_MAX];
-                addr_format((struct sockaddr *)&ss, sl, text, sizeof text);
-                log_debug("refusing %s on %s: not allowed by listener %s%s", text, l->name,
-                          svc->cfg->name, svc->cfg->proxy.on ? " (proxy_allow)" : "");
+        worker_take(w, l, fd, (struct sockaddr *)&ss, sl);
+    }
+}
+
+/* The listener of w's generation on socket lfd, or NULL. */
+static listener *listener_of_fd(worker *w, int lfd)
+{
+    gen *g = w->gen;
+    for (size_t i = 0; i < g->nlisteners; i++)
+        if (g->listeners[i].fd == lfd)
+            return &g->listeners[i];
+    return NULL;
+}
+
+void worker_accept_done(worker *w, int lfd, int current, int res, int more)
+{
+    listener *l = listener_of_fd(w, lfd);
+    if (res >= 0) {
+        /* An accept armed before a reload may complete after it: the new
+         * generation serves it if it still listens there. */
+        if (l == NULL || !w->accepting) {
+            close(res);
+        } else {
+            struct sockaddr_storage ss;
+            socklen_t sl = sizeof ss;
+            if (getpeername(res, (struct sockaddr *)&ss, &sl) < 0) {
+                close(res); /* already reset by the peer */
+            } else {
+                worker_take(w, l, res, (struct sockaddr *)&ss, sl);
             }
-            metrics_add(&svc->stats->w[w->id].refused[MR_ACCESS], 1);
-            close(fd);
-            continue;
         }
-        /* A connection needs room in the process-wide count and in its
-         * listener's. */
-        int full = 0;
-        if (atomic_fetch_add_explicit(&srv->nconns, 1, memory_order_relaxed) >= max) {
-            full = 1;
-        } else if (atomic_fetch_add_explicit(&svc->slot->nconns, 1, memory_order_relaxed) >=
-                   svc->max_connections) {
-            atomic_fetch_sub_explicit(&svc->slot->nconns, 1, memory_order_relaxed);
-            full = 2;
-        }
-        if (full) {
-            atomic_fetch_sub_explicit(&srv->nconns, 1, memory_order_relaxed);
-            metrics_add(&svc->stats->w[w->id].refused[MR_MAX_CONNECTIONS], 1);
-            close(fd);
-            if (w->now - w->warned_full >= 1000 || w->warned_full == 0) {
-                if (full == 1)
-                    log_warn("max_connections (%ld) reached: refusing connections on %s", max,
-                             l->name);
-                else
-                    log_warn("max_connections (%ld) of listener %s reached: refusing "
-                             "connections on %s", svc->max_connections, svc->cfg->name, l->name);
-                w->warned_full = w->now;
-            }
-            continue;
-        }
-        conn_open(w, l, fd, (struct sockaddr *)&ss, sl);
+        if (!more && current && w->accepting && l != NULL && uring_accept_one(w, lfd) < 0)
+            accept_pause(w, l, ENOMEM);
+        return;
+    }
+    if (!current || res == -ECANCELED || !w->accepting)
+        return;
+    switch (-res) {
+    case EAGAIN:
+    case EINTR:
+    case ECONNABORTED:
+    case EPROTO:
+    case EPERM:
+        if (!more && l != NULL && uring_accept_one(w, lfd) < 0)
+            accept_pause(w, l, ENOMEM);
+        return;
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM:
+        accept_pause(w, l, -res);
+        return;
+    default:
+        log_error("accept on %s: %s", l != NULL ? l->name : "a listener", strerror(-res));
+        if (!more)
+            accept_pause(w, l, -res);
+        return;
     }
 }
 
@@ -174,6 +252,9 @@ static void worker_drain_start(worker *w)
         conn_destroy(w->handshake.head);
     while (w->proxy.head != NULL)
         conn_destroy(w->proxy.head);
+    /* io_uring: the input that came before the drain is handled first,
+     * as epoll's final read would. */
+    uring_flush(w);
     for (size_t i = 0; i < w->nactive; i++) {
         es_conn *c = w->active[i].head;
         while (c != NULL) {
@@ -389,24 +470,60 @@ void worker_switch_all(server *srv, gen *g)
     pthread_mutex_unlock(&srv->lock);
 }
 
+/* Tell worker_start_all() whether w could start (state 1) or not (-1). */
+static void worker_started(worker *w, int state)
+{
+    pthread_mutex_lock(&w->srv->lock);
+    w->init_state = state;
+    pthread_cond_broadcast(&w->srv->cond);
+    pthread_mutex_unlock(&w->srv->lock);
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
     server *srv = w->srv;
     struct epoll_event evs[MAX_EVENTS];
-    w->now = now_ms();
+    w->now = worker_now_ms();
+    w->cur_bid = -1;
+    if (srv->io == IO_URING) {
+        /* The ring is made here: its submitter is this thread alone. */
+        if (uring_worker_init(w, w->init_err, sizeof w->init_err) < 0 ||
+            listeners_add(w) < 0) {
+            if (w->init_err[0] == '\0')
+                snprintf(w->init_err, sizeof w->init_err, "%s", strerror(errno));
+            worker_started(w, -1);
+            goto out;
+        }
+    }
+    worker_started(w, 1);
     for (;;) {
         int timeout = worker_timers(w);
         if (w->draining && worker_conn_count(w) == 0)
             break;
-        int n = epoll_wait(w->epfd, evs, MAX_EVENTS, timeout);
+        int n;
+        if (w->ring != NULL) {
+            /* Completions are handled inside; the epoll set (the wake-up
+             * eventfd, TLS connections, PROXY headers) only when it has
+             * events, until it has none. */
+            int ready = uring_wait(w, timeout);
+            if (ready < 0)
+                break;
+            if (ready == 0)
+                continue;
+            n = epoll_wait(w->epfd, evs, MAX_EVENTS, 0);
+            if (n > 0)
+                uring_epoll_again(w);
+        } else {
+            n = epoll_wait(w->epfd, evs, MAX_EVENTS, timeout);
+            w->now = worker_now_ms();
+        }
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             log_error("worker %d: epoll_wait: %s", w->id, strerror(errno));
             break;
         }
-        w->now = now_ms();
         int woken = 0;
         for (int i = 0; i < n; i++) {
             uint8_t kind = *(uint8_t *)evs[i].data.ptr;
@@ -435,9 +552,11 @@ static void *worker_main(void *arg)
                 worker_close_all(w);
         }
     }
+out:
     if (!w->draining)
         worker_release(w);
     worker_close_all(w);
+    uring_worker_free(w);
     while (w->ngens > 0)
         worker_gen_drop(w, w->gens[w->ngens - 1]);
     pthread_mutex_lock(&srv->lock);
@@ -522,8 +641,9 @@ int worker_start_all(server *srv, char *err, size_t errlen)
         }
         w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &w->wake_kind};
+        /* io_uring: the worker arms its accepts itself, on its ring. */
         if (w->wakefd < 0 || epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wakefd, &ev) < 0 ||
-            listeners_add(w) < 0) {
+            (srv->io != IO_URING && listeners_add(w) < 0)) {
             snprintf(err, errlen, "worker %d: %s", i, strerror(errno));
             worker_free(w);
             goto fail;
@@ -545,6 +665,14 @@ int worker_start_all(server *srv, char *err, size_t errlen)
             goto fail;
         }
         srv->nworkers = i + 1;
+        pthread_mutex_lock(&srv->lock);
+        while (w->init_state == 0)
+            pthread_cond_wait(&srv->cond, &srv->lock);
+        pthread_mutex_unlock(&srv->lock);
+        if (w->init_state < 0) {
+            snprintf(err, errlen, "worker %d: io_uring: %s", i, w->init_err);
+            goto fail;
+        }
     }
     return 0;
 fail:

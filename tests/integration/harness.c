@@ -463,7 +463,7 @@ struct hs_proc *hs_spawn_with(const char *const args[], long nofile,
                               const struct hs_spawn_opts *opts)
 {
     const char *bin = hs_env_path("ECHOSRV");
-    char *argv[MAX_ARGS + 2];
+    char *argv[MAX_ARGS + 4];
     char **envp = NULL;                 /* with OPTS: the child's environment */
     char listen_pid[32] = "LISTEN_PID=";
     int nfds = opts != NULL ? opts->nfds : 0;
@@ -476,6 +476,12 @@ struct hs_proc *hs_spawn_with(const char *const args[], long nofile,
     if (bin == NULL)
         return NULL;
     argv[argc++] = (char *)bin;
+    /* The suite runs under each I/O back end: ECHOSRV_TEST_IO=epoll|io_uring. */
+    const char *io = getenv("ECHOSRV_TEST_IO");
+    if (io != NULL && *io != '\0') {
+        argv[argc++] = "--io";
+        argv[argc++] = (char *)io;
+    }
     for (int i = 0; args[i] != NULL && argc < MAX_ARGS; i++)
         argv[argc++] = (char *)args[i];
     argv[argc] = NULL;
