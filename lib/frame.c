@@ -21,6 +21,15 @@ size_t frame_next(frame_scan *fs, const uint8_t *data, size_t len)
     return (size_t)(hit - data) + fs->sep_len;
 }
 
+size_t frame_pass(frame_scan *fs, const uint8_t *data, size_t len)
+{
+    size_t keep = fs->sep_len - 1 < len ? fs->sep_len - 1 : len;
+    while (keep > 0 && memcmp(data + len - keep, fs->sep, keep) != 0)
+        keep--;
+    fs->scanned = keep;
+    return len - keep;
+}
+
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9')

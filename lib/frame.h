@@ -23,6 +23,12 @@ typedef struct frame_scan {
  * Any thread; the scanner belongs to one connection. */
 size_t frame_next(frame_scan *fs, const uint8_t *data, size_t len);
 
+/* After frame_next(fs, data, len) returned 0: how many of data's bytes may
+ * leave the frame now (cut-through), keeping only a tail that could be the
+ * start of the separator. fs is moved on as if the frame now started at
+ * data + the returned count. */
+size_t frame_pass(frame_scan *fs, const uint8_t *data, size_t len);
+
 /* Decode C-style escapes (\r \n \t \0 \\ \" \' \a \b \f \v \e \xHH \NNN octal)
  * from text into out (at most cap bytes). Returns the decoded length, or -1
  * with a message in err (at most errlen bytes) for a bad escape or

@@ -18,6 +18,7 @@ typedef struct echo_instance {
 typedef struct echo_conn {
     const echo_instance *inst;
     frame_scan scan;
+    int passed;  /* the current message's start went out already (partial) */
 } echo_conn;
 
 static int echo_init(const es_host *host, const es_config *cfg, void **instance, es_error *err)
@@ -88,9 +89,24 @@ static int echo_response(es_conn *c, void *state, const uint8_t *msg, size_t len
     if (host->write(c, msg, len) < 0)
         return -1;
     size_t body = len - ec->scan.sep_len;
-    if (body == 4 && memcmp(msg, "QUIT", 4) == 0)
+    if (body == 4 && !ec->passed && memcmp(msg, "QUIT", 4) == 0)
         host->close(c);
+    ec->passed = 0;
     return 0;
+}
+
+/* A long message goes back as it comes: everything but a tail that may be
+ * the start of the separator. */
+static ssize_t echo_partial(es_conn *c, void *state, const uint8_t *data, size_t len)
+{
+    echo_conn *ec = state;
+    size_t n = frame_pass(&ec->scan, data, len);
+    if (n == 0)
+        return 0;
+    if (ec->inst->host->write(c, data, n) < 0)
+        return -1;
+    ec->passed = 1;
+    return (ssize_t)n;
 }
 
 static const es_plugin echo_plugin = {
@@ -106,6 +122,7 @@ static const es_plugin echo_plugin = {
     .open = echo_open,
     .data_received = echo_data_received,
     .response = echo_response,
+    .partial = echo_partial,
 };
 
 ES_EXPORT const es_plugin *ES_PLUGIN_ENTRY(void)

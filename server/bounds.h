@@ -9,8 +9,14 @@
 #define LINGER_MS 2000                /* wait for the peer's FIN after our close */
 #define ACCEPT_PAUSE_MS 200           /* stop accepting this long on EMFILE */
 #define ACCEPT_BATCH 16               /* connections accepted per wake-up */
+#define POOL_SLOTS 16                 /* spare buffers a worker keeps for reuse */
+#define POOL_BYTES (16 * 1024 * 1024) /* at most this many bytes of them */
+#define POOL_MIN (4 * 1024)           /* smaller buffers come from malloc, not the pool */
+#define POOL_MAX (4 * 1024 * 1024)    /* and larger ones go back to it */
 #define URING_BUFS 512                /* io_uring: receive buffers per worker (a power of two) */
 #define URING_BUF_SIZE (16 * 1024)    /* io_uring: bytes of one receive buffer */
+#define URING_TX_SEGS 16              /* io_uring: receive buffers one send may take */
+#define URING_TX_KEEP 64              /* io_uring: sends kept for reuse per worker */
 #define URING_SQ_ENTRIES 1024         /* io_uring: submission queue of a worker */
 #define URING_CQ_ENTRIES 8192         /* io_uring: completion queue of a worker */
 

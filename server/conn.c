@@ -31,6 +31,38 @@ static const es_plugin *hooks_of(const es_conn *c)
     return c->l->hooks;
 }
 
+/* The worker's pool of spare buffers: a queue that empties gives its
+ * allocation back here, and one that starts takes the last one given
+ * (still in cache, its pages mapped) instead of growing from nothing. */
+static void pool_put(worker *w, buf *b)
+{
+    if (b->data != NULL && b->cap >= POOL_MIN && b->cap <= POOL_MAX && w->npool < POOL_SLOTS &&
+        w->pool_bytes + b->cap <= POOL_BYTES) {
+        w->pool[w->npool++] = (buf){.data = b->data, .cap = b->cap};
+        w->pool_bytes += b->cap;
+        memset(b, 0, sizeof *b);
+        return;
+    }
+    buf_free(b);
+}
+
+/* Before n bytes go into b: an empty b takes a spare buffer, if there is
+ * one and n is worth it. */
+static void pool_take(worker *w, buf *b, size_t n)
+{
+    if (b->cap != 0 || n < POOL_MIN || w->npool == 0)
+        return;
+    *b = w->pool[--w->npool];
+    w->pool_bytes -= b->cap;
+}
+
+void conn_pool_free(worker *w)
+{
+    while (w->npool > 0)
+        buf_free(&w->pool[--w->npool]);
+    w->pool_bytes = 0;
+}
+
 /* Give back the places a connection of l held in both counts. */
 static void conn_uncount(worker *w, listener *l)
 {
@@ -154,7 +186,8 @@ static void partial_leave(es_conn *c)
 static void partial_update(es_conn *c, int completed)
 {
     conn_list *l = &c->w->partial[c->slot];
-    int holds = c->in.len > 0 && !(c->flags & (CF_CLOSING | CF_ABORT | CF_EOF | CF_LINGER));
+    int holds = (c->in.len > 0 || c->msg_passed > 0) &&
+                !(c->flags & (CF_CLOSING | CF_ABORT | CF_EOF | CF_LINGER));
     if ((c->flags & CF_PARTIAL) && holds && !completed)
         return;
     partial_leave(c);
@@ -186,8 +219,8 @@ void conn_destroy(es_conn *c)
     partial_leave(c);
     SSL_free(c->ssl);
     close(c->fd);
-    buf_free(&c->in);
-    buf_free(&c->out);
+    pool_put(w, &c->in);
+    pool_put(w, &c->out);
     free(c->peer_text);
     listener *l = c->l;
     metrics_closed(c->stats);
@@ -201,7 +234,7 @@ void conn_destroy(es_conn *c)
         c->peer_text = NULL;
         conn_list_append(&w->zombies, c);
     } else {
-        buf_free(&c->sending);
+        pool_put(w, &c->sending);
         free(c);
     }
     conn_uncount(w, l);
@@ -262,7 +295,7 @@ static void conn_linger(es_conn *c)
     c->flags &= (uint16_t)~(CF_PAUSED | CF_TLS_RWW | CF_TLS_MORE);
     c->last_active = w->now;
     conn_list_append(&w->linger, c);
-    buf_free(&c->in);
+    pool_put(w, &c->in);
     if (c->flags & CF_URING) {
         if (uring_recv_start(c) < 0)
             conn_destroy(c);
@@ -347,7 +380,8 @@ static ssize_t conn_recv(es_conn *c, uint8_t *dst, size_t room)
 
 static int conn_is_quiet(const es_conn *c)
 {
-    return c->in.len == 0 && c->out.len == 0 && !(c->flags & CF_SENDING);
+    return c->in.len == 0 && c->msg_passed == 0 && c->out.len == 0 &&
+           !(c->flags & CF_SENDING);
 }
 
 /* Send what is staged and queued, then settle the epoll mask and any close
@@ -381,6 +415,7 @@ static int conn_flush(es_conn *c)
                 conn_touch(c);
             }
             if (w->span_len > 0) {
+                pool_take(w, &c->out, len - sent);
                 if (sent < len && buf_append(&c->out, p + sent, len - sent) < 0) {
                     conn_log(ES_LOG_ERROR, c,
                              "out of memory queueing output for %s: closing the connection",
@@ -417,7 +452,7 @@ static int conn_flush(es_conn *c)
             conn_touch(c);
         }
         if (c->out.len == 0)
-            buf_free(&c->out);
+            pool_put(w, &c->out);
     }
 
     if (c->out.len == 0 && (c->flags & CF_CLOSING)) {
@@ -428,7 +463,12 @@ static int conn_flush(es_conn *c)
         conn_linger(c);
         return -1;
     }
-    if (c->out.len >= OUT_HIGH_WATER)
+    /* A message whose start went out already (partial hook) is read to
+     * its end, whatever its echo waits for: a peer that sends it whole
+     * before reading would wait for us as we wait for it. Its rest is
+     * held whole (conn_frame passes nothing on above the high-water
+     * mark), so max_message bounds it as it bounds any message. */
+    if (c->out.len >= OUT_HIGH_WATER && c->msg_passed == 0)
         c->flags |= CF_PAUSED;
     else if (c->out.len <= OUT_LOW_WATER)
         c->flags &= (uint16_t)~CF_PAUSED;
@@ -444,9 +484,11 @@ static int conn_flush(es_conn *c)
     return 0;
 }
 
-/* Hand complete messages in data[0..len) to the plugin. Returns how many
- * bytes were consumed, or -1 when the connection must be closed at once. */
-static ssize_t conn_frame(es_conn *c, const uint8_t *data, size_t len)
+/* Hand complete messages in data[0..len) to the plugin, and the start of
+ * an unfinished one to its partial hook. Returns how many bytes were
+ * consumed (*completed: whether a message ended), or -1 when the
+ * connection must be closed at once. */
+static ssize_t conn_frame(es_conn *c, const uint8_t *data, size_t len, int *completed)
 {
     const es_plugin *h = hooks_of(c);
     void *st = h->conn_size ? c->state : NULL;
@@ -456,24 +498,40 @@ static ssize_t conn_frame(es_conn *c, const uint8_t *data, size_t len)
     int error = -1;        /* ME_* that closes the connection, or -1 */
     while (off < len && !(c->flags & (CF_CLOSING | CF_ABORT))) {
         ssize_t m = h->data_received(c, st, data + off, len - off);
-        if (m == 0)
+        if (m == 0) {
+            /* An unfinished message: a plugin with the partial hook may
+             * answer its start now instead of having it held. */
+            size_t rest = len - off;
+            if (h->partial == NULL || rest < ES_PARTIAL_MIN || c->msg_passed + rest >= max ||
+                c->out.len + c->sending.len >= OUT_HIGH_WATER)
+                break;
+            ssize_t k = h->partial(c, st, data + off, rest);
+            if (k < 0 || (size_t)k > rest) {
+                conn_log(ES_LOG_WARN, c, "protocol error from %s: closing the connection",
+                         peer_name(c));
+                error = ME_PROTOCOL;
+                goto done;
+            }
+            c->msg_passed += (size_t)k;
+            off += (size_t)k;
             break;
+        }
         if (m < 0 || (size_t)m > len - off) {
             conn_log(ES_LOG_WARN, c, "protocol error from %s: closing the connection",
                                      peer_name(c));
             error = ME_PROTOCOL;
             goto done;
         }
-        if ((size_t)m > max) {
+        if ((size_t)m + c->msg_passed > max) {
             conn_log(ES_LOG_WARN, c,
-                     "message of %zd bytes from %s exceeds max_message (%zu): closing the "
+                     "message of %zu bytes from %s exceeds max_message (%zu): closing the "
                      "connection",
-                     
-                     m, peer_name(c), max);
+                     (size_t)m + c->msg_passed, peer_name(c), max);
             error = ME_MAX_MESSAGE;
             goto done;
         }
         handled++;
+        c->msg_passed = 0;
         if (h->response(c, st, data + off, (size_t)m) != 0) {
             conn_log(ES_LOG_DEBUG, c, "plugin closed the connection from %s", peer_name(c));
             error = ME_PLUGIN;
@@ -481,15 +539,15 @@ static ssize_t conn_frame(es_conn *c, const uint8_t *data, size_t len)
         }
         off += (size_t)m;
     }
-    if (!(c->flags & (CF_CLOSING | CF_ABORT)) && len - off >= max) {
+    if (!(c->flags & (CF_CLOSING | CF_ABORT)) && c->msg_passed + (len - off) >= max) {
         conn_log(ES_LOG_WARN, c,
                  "message from %s exceeds max_message (%zu bytes) without an end: closing the "
                  "connection",
-                 
                  peer_name(c), max);
         error = ME_MAX_MESSAGE;
     }
 done:
+    *completed = handled > 0;
     metrics_add(&c->stats->messages, handled);
     if (error >= 0) {
         metrics_add(&c->stats->errors[error], 1);
@@ -504,7 +562,7 @@ static int conn_eof(es_conn *c)
 {
     c->flags |= CF_EOF | CF_CLOSING;
     partial_leave(c);
-    buf_free(&c->in);
+    pool_put(c->w, &c->in);
     return conn_flush(c);
 }
 
@@ -524,30 +582,33 @@ static int conn_input(es_conn *c, const uint8_t *data, size_t n, int direct)
     w->cur = c;
     w->in_lo = (uintptr_t)data;
     w->in_hi = (uintptr_t)data + len;
-    ssize_t used = conn_frame(c, data, len);
+    int completed;
+    ssize_t used = conn_frame(c, data, len, &completed);
     if (used < 0) {
         stage_reset(w);
         conn_destroy(c);
         return -1;
     }
     if (direct) {
+        if ((size_t)used < len && !(c->flags & CF_CLOSING))
+            pool_take(w, &c->in, len - (size_t)used);
         if ((size_t)used < len && !(c->flags & CF_CLOSING) &&
             buf_append(&c->in, data + used, len - (size_t)used) < 0) {
             conn_log(ES_LOG_ERROR, c, "out of memory reading from %s: closing the connection",
                                       peer_name(c));
             c->flags |= CF_ABORT;
         }
-        partial_update(c, used > 0);
+        partial_update(c, completed);
         return conn_flush(c);
     }
     /* Consumed bytes stay in place until the replies that may point at
      * them are sent. */
     buf_consume(&c->in, (size_t)used);
-    partial_update(c, used > 0);
+    partial_update(c, completed);
     if (conn_flush(c) < 0)
         return -1;
     if (c->in.len == 0 || (c->flags & CF_CLOSING))
-        buf_free(&c->in);
+        pool_put(w, &c->in);
     return 0;
 }
 
@@ -567,6 +628,7 @@ static int conn_read_once(es_conn *c)
     uint8_t *dst = w->rbuf;
     size_t room = READ_BUF_SIZE;
     if (!direct) {
+        pool_take(w, &c->in, READ_BUF_SIZE);
         if (buf_reserve(&c->in, READ_BUF_SIZE) < 0) {
             conn_log(ES_LOG_ERROR, c, "out of memory reading from %s: closing the connection",
                                       peer_name(c));
@@ -899,7 +961,6 @@ int conn_open(worker *w, listener *l, int fd, const struct sockaddr *sa, socklen
         }
         SSL_set_accept_state(c->ssl);
     }
-    c->tx_bid = -1;
     int proxy = l->svc->cfg->proxy.on;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     if (w->ring != NULL && c->ssl == NULL && !proxy) {
@@ -955,10 +1016,10 @@ static int uring_send_queued(es_conn *c)
 {
     if ((c->flags & CF_SENDING) || c->out.len == 0)
         return 0;
-    buf_free(&c->sending);
+    pool_put(c->w, &c->sending);
     c->sending = c->out;
     memset(&c->out, 0, sizeof c->out);
-    return uring_send(c, buf_head(&c->sending), c->sending.len, -1);
+    return uring_send(c, buf_head(&c->sending), c->sending.len);
 }
 
 /* conn_flush() of the io_uring back end: start sending the replies of the
@@ -986,16 +1047,20 @@ static int conn_flush_uring(es_conn *c)
         int rc = 0;
         if (len == 0) {
             /* nothing to send */
-        } else if (idle && w->span_len > 0 && w->cur_bid >= 0) {
-            w->cur_bid_held = 1;
-            rc = uring_send(c, p, len, w->cur_bid);
+        } else if (w->span_len > 0 && w->cur_bid >= 0 && c->out.len == 0 &&
+                   (rc = uring_send_span(c, p, len, w->cur_bid)) != 0) {
+            /* Sent from the receive buffer, kept until the send is done. */
+            if (rc > 0) {
+                w->cur_bid_held = 1;
+                rc = 0;
+            }
         } else if (idle && w->span_len == 0) {
             /* Hand the staging buffer over instead of copying it. */
             buf_free(&c->sending);
             c->sending = w->stage;
             memset(&w->stage, 0, sizeof w->stage);
-            rc = uring_send(c, buf_head(&c->sending), c->sending.len, -1);
-        } else if (buf_append(&c->out, p, len) < 0) {
+            rc = uring_send(c, buf_head(&c->sending), c->sending.len);
+        } else if (pool_take(w, &c->out, len), buf_append(&c->out, p, len) < 0) {
             conn_log(ES_LOG_ERROR, c,
                      "out of memory queueing output for %s: closing the connection",
                      peer_name(c));
@@ -1024,7 +1089,7 @@ static int conn_flush_uring(es_conn *c)
         return -1;
     }
     size_t queued = c->out.len + c->sending.len;
-    if (queued >= OUT_HIGH_WATER && !(c->flags & CF_PAUSED)) {
+    if (queued >= OUT_HIGH_WATER && c->msg_passed == 0 && !(c->flags & CF_PAUSED)) {
         c->flags |= CF_PAUSED;
         uring_recv_stop(c);
     } else if (queued <= OUT_LOW_WATER) {
@@ -1040,7 +1105,7 @@ static int conn_flush_uring(es_conn *c)
 void conn_uring_free(es_conn *c)
 {
     conn_list_remove(&c->w->zombies, c);
-    buf_free(&c->sending);
+    pool_put(c->w, &c->sending);
     free(c);
 }
 
@@ -1075,6 +1140,7 @@ void conn_uring_recv(es_conn *c, int res, int bid, int more)
             int rc;
             if (c->in.len > 0) {
                 /* The rest of a message: joins its start. */
+                pool_take(w, &c->in, (size_t)res);
                 if (buf_append(&c->in, data, (size_t)res) < 0) {
                     uring_buf_release(w, bid);
                     conn_log(ES_LOG_ERROR, c,
@@ -1129,21 +1195,18 @@ void conn_uring_recv(es_conn *c, int res, int bid, int more)
 
 void conn_uring_sent(es_conn *c, int res)
 {
-    worker *w = c->w;
-    int bid = c->tx_bid;
     c->flags &= (uint16_t)~CF_SENDING;
-    c->tx_bid = -1;
     if (c->flags & CF_DEAD) {
-        if (bid >= 0)
-            uring_buf_release(w, bid);
+        if (c->tx != NULL)
+            uring_tx_finish(c, 0, NULL);
         conn_uring_kick(c);
         return;
     }
     if (res == -EAGAIN || res == -EINTR)
         res = 0;
     if (res < 0) {
-        if (bid >= 0)
-            uring_buf_release(w, bid);
+        if (c->tx != NULL)
+            uring_tx_finish(c, 0, NULL);
         conn_log(ES_LOG_DEBUG, c, "write to %s: %s", peer_name(c), strerror(-res));
         metrics_add(&c->stats->errors[ME_IO], 1);
         conn_destroy(c);
@@ -1153,33 +1216,27 @@ void conn_uring_sent(es_conn *c, int res)
         metrics_add(&c->stats->bytes_out, (uint64_t)res);
         conn_touch(c);
     }
-    size_t rest = c->tx_len - (size_t)res;
-    const uint8_t *p = c->tx_p + res;
-    int rc = 0;
-    if (bid >= 0) {
-        /* The peer is slow: what is left moves out of the provided
-         * buffer, which goes back to the kernel at once. */
-        if (rest > 0 && buf_append(&c->sending, p, rest) < 0) {
-            uring_buf_release(w, bid);
+    if (c->tx != NULL) {
+        /* From provided buffers. A peer too slow for all of it: the rest
+         * moves out of them (they go back to the kernel at once) and
+         * waits for room in a send of its own. */
+        if (uring_tx_finish(c, (size_t)res, &c->sending) < 0) {
             conn_log(ES_LOG_ERROR, c,
                      "out of memory queueing output for %s: closing the connection",
                      peer_name(c));
             conn_destroy(c);
             return;
         }
-        uring_buf_release(w, bid);
-        if (rest > 0)
-            rc = uring_send(c, buf_head(&c->sending), c->sending.len, -1);
     } else {
         buf_consume(&c->sending, (size_t)res);
-        if (c->sending.len > 0)
-            rc = uring_send(c, buf_head(&c->sending), c->sending.len, -1);
-        else
-            buf_free(&c->sending);
     }
-    if (rc < 0) {
-        conn_destroy(c);
-        return;
+    if (c->sending.len > 0) {
+        if (uring_send(c, buf_head(&c->sending), c->sending.len) < 0) {
+            conn_destroy(c);
+            return;
+        }
+    } else {
+        pool_put(c->w, &c->sending);
     }
     conn_flush_uring(c);
 }
@@ -1211,6 +1268,7 @@ static int host_write(es_conn *c, const void *data, size_t len)
             w->span_len = 0;
         }
     }
+    pool_take(w, b, len);
     if (buf_append(b, data, len) < 0)
         goto oom;
     return 0;

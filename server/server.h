@@ -122,7 +122,7 @@ enum {
     /* The io_uring back end (uring.c): */
     CF_URING = 1 << 11,   /* served by io_uring operations, not by the epoll set */
     CF_RECVING = 1 << 12, /* its multishot receive is in flight (or listed to re-arm) */
-    CF_SENDING = 1 << 13, /* a send is in flight: tx_* describe it */
+    CF_SENDING = 1 << 13, /* a send is in flight: of tx's segments, or of sending */
     CF_DEAD = 1 << 14,    /* closed: in w->zombies until its operations complete */
     CF_REARM = 1 << 15,   /* its receive found no buffer: armed again after this turn */
 };
@@ -144,13 +144,14 @@ struct es_conn {
     conn_link plink;       /* in w->partial[slot] while CF_PARTIAL */
     uint64_t msg_start;    /* ms, worker clock: when its partial message began */
     buf in;                /* unconsumed input, when a message spans reads */
+    size_t msg_passed;     /* bytes of the unfinished message the plugin's partial hook
+                            * took (answered and dropped from the input) */
     buf out;               /* unsent output, under backpressure only (io_uring: also
                             * what waits for the send in flight) */
     buf sending;           /* io_uring: the bytes of the send in flight, unless they lie
                             * in a provided buffer; unchanged until it completes */
-    const uint8_t *tx_p;   /* io_uring: the send in flight */
-    uint32_t tx_len;
-    int32_t tx_bid;        /* io_uring: provided buffer tx_p lies in, or -1 */
+    struct uring_tx *tx;   /* io_uring: the send in flight when its bytes lie in
+                            * provided buffers (uring.c), or NULL */
     char *peer_text;       /* formatted on demand */
     union {
         struct sockaddr sa;
@@ -195,6 +196,9 @@ struct worker {
     size_t span_len;
     buf stage;             /* other replies of one read, sent with one write */
     uint8_t *rbuf;         /* READ_BUF_SIZE bytes */
+    buf pool[POOL_SLOTS];  /* spare buffers for connections' queues (conn.c): an idle
+                            * connection holds none, a busy one takes them warm */
+    size_t npool, pool_bytes;
     struct uring *ring;    /* the io_uring back end (uring.c), or NULL: epoll */
     int cur_bid;           /* io_uring: provided buffer of the input being handled, or -1 */
     int cur_bid_held;      /* a send from it is in flight: not to be given back yet */
@@ -343,6 +347,9 @@ void conn_uring_sent(es_conn *c, int res);
 /* Arm what c needs and has not in flight: its receive, its send. For a
  * closed c (CF_DEAD), free it if nothing is in flight. Owning worker. */
 void conn_uring_kick(es_conn *c);
+
+/* Free w's spare buffers. */
+void conn_pool_free(worker *w);
 
 /* Free the closed c, whose operations are over (or whose ring is gone). */
 void conn_uring_free(es_conn *c);

@@ -33,10 +33,20 @@ int uring_accept_one(worker *w, int lfd) { (void)w; (void)lfd; return -1; }
 int uring_recv_start(es_conn *c) { (void)c; return -1; }
 void uring_recv_stop(es_conn *c) { (void)c; }
 void uring_recv_later(es_conn *c) { (void)c; }
-int uring_send(es_conn *c, const uint8_t *p, size_t len, int bid)
+int uring_send(es_conn *c, const uint8_t *p, size_t len)
+{
+    (void)c; (void)p; (void)len;
+    return -1;
+}
+int uring_send_span(es_conn *c, const uint8_t *p, size_t len, int bid)
 {
     (void)c; (void)p; (void)len; (void)bid;
     return -1;
+}
+ssize_t uring_tx_finish(es_conn *c, size_t sent, buf *rest)
+{
+    (void)c; (void)sent; (void)rest;
+    return 0;
 }
 void uring_conn_cancel(es_conn *c) { (void)c; }
 void uring_buf_release(worker *w, int bid) { (void)w; (void)bid; }
@@ -61,8 +71,23 @@ enum { OP_RECV = 1, OP_SEND = 2, OP_ACCEPT = 3, OP_EPOLL = 4, OP_IGNORE = 5 };
 #define OP_MASK 7u
 #define BGID 0
 
+/* A send from provided buffers: one sendmsg of up to URING_TX_SEGS
+ * segments, the replies to the reads of one loop turn. */
+typedef struct uring_tx {
+    struct msghdr mh;
+    struct iovec iov[URING_TX_SEGS];
+    int bid[URING_TX_SEGS];
+    unsigned n;
+    uint64_t submits;             /* u->submits when prepared */
+    struct uring_tx *next;        /* in u->free_tx */
+} uring_tx;
+
 struct uring {
     struct io_uring ring;
+    uint64_t submits;             /* submissions so far: a send prepared since the last
+                                   * one can still take segments */
+    uring_tx *free_tx;            /* sends to reuse */
+    size_t nfree_tx;
     struct io_uring_buf_ring *br; /* the provided-buffer ring */
     size_t br_size;
     uint8_t *bufs;                /* URING_BUFS buffers of URING_BUF_SIZE bytes */
@@ -179,6 +204,7 @@ static struct io_uring_sqe *sqe_get(struct uring *u)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
     if (sqe == NULL) {
+        u->submits++;
         io_uring_submit(&u->ring);
         sqe = io_uring_get_sqe(&u->ring);
         if (sqe == NULL)
@@ -255,22 +281,86 @@ void uring_recv_later(es_conn *c)
     u->rearm[u->nrearm++] = c;
 }
 
-int uring_send(es_conn *c, const uint8_t *p, size_t len, int bid)
+int uring_send(es_conn *c, const uint8_t *p, size_t len)
 {
     struct io_uring_sqe *sqe = sqe_get(c->w->ring);
     if (sqe == NULL)
         return -1;
     if (len > INT32_MAX)
         len = INT32_MAX;
-    /* From a provided buffer: fail rather than wait for room, so that a
-     * peer that does not read cannot hold the worker's buffers. */
-    io_uring_prep_send(sqe, c->fd, p, len, MSG_NOSIGNAL | (bid >= 0 ? MSG_DONTWAIT : 0));
+    io_uring_prep_send(sqe, c->fd, p, len, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, ud_conn(c, OP_SEND));
     c->flags |= CF_SENDING;
-    c->tx_p = p;
-    c->tx_len = (uint32_t)len;
-    c->tx_bid = bid;
     return 0;
+}
+
+int uring_send_span(es_conn *c, const uint8_t *p, size_t len, int bid)
+{
+    struct uring *u = c->w->ring;
+    uring_tx *tx = c->tx;
+    if (c->flags & CF_SENDING) {
+        /* Joins the send prepared this turn, which the kernel has not
+         * read yet: no submission since it was prepared. */
+        if (tx == NULL || tx->submits != u->submits || tx->n == URING_TX_SEGS ||
+            c->out.len > 0)
+            return 0;
+    } else {
+        tx = u->free_tx;
+        if (tx != NULL) {
+            u->free_tx = tx->next;
+            u->nfree_tx--;
+        } else if ((tx = malloc(sizeof *tx)) == NULL) {
+            return 0;
+        }
+        struct io_uring_sqe *sqe = sqe_get(u);
+        if (sqe == NULL) {
+            tx->next = u->free_tx;
+            u->free_tx = tx;
+            u->nfree_tx++;
+            return -1;
+        }
+        tx->n = 0;
+        memset(&tx->mh, 0, sizeof tx->mh);
+        tx->mh.msg_iov = tx->iov;
+        io_uring_prep_sendmsg(sqe, c->fd, &tx->mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        io_uring_sqe_set_data64(sqe, ud_conn(c, OP_SEND));
+        tx->submits = u->submits;
+        c->tx = tx;
+        c->flags |= CF_SENDING;
+    }
+    tx->iov[tx->n] = (struct iovec){.iov_base = (void *)p, .iov_len = len};
+    tx->bid[tx->n] = bid;
+    tx->n++;
+    tx->mh.msg_iovlen = tx->n;
+    return 1;
+}
+
+ssize_t uring_tx_finish(es_conn *c, size_t sent, buf *rest)
+{
+    worker *w = c->w;
+    struct uring *u = w->ring;
+    uring_tx *tx = c->tx;
+    ssize_t kept = 0;
+    for (unsigned i = 0; i < tx->n; i++) {
+        size_t len = tx->iov[i].iov_len, skip = sent < len ? sent : len;
+        sent -= skip;
+        if (rest != NULL && kept >= 0 && skip < len) {
+            if (buf_append(rest, (uint8_t *)tx->iov[i].iov_base + skip, len - skip) < 0)
+                kept = -1;
+            else
+                kept += (ssize_t)(len - skip);
+        }
+        uring_buf_release(w, tx->bid[i]);
+    }
+    c->tx = NULL;
+    if (u->nfree_tx < URING_TX_KEEP) {
+        tx->next = u->free_tx;
+        u->free_tx = tx;
+        u->nfree_tx++;
+    } else {
+        free(tx);
+    }
+    return kept;
 }
 
 void uring_conn_cancel(es_conn *c)
@@ -407,6 +497,7 @@ int uring_wait(worker *w, int timeout_ms)
     int again = u->epoll_ready;
     u->epoll_ready = 0;
     struct io_uring_cqe *cqe;
+    u->submits++;
     int rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, tp, NULL);
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
         log_error("worker %d: io_uring_enter: %s", w->id, strerror(-rc));
@@ -422,6 +513,7 @@ void uring_flush(worker *w)
     struct uring *u = w->ring;
     if (u == NULL)
         return;
+    u->submits++;
     io_uring_submit_and_get_events(&u->ring);
     reap(w);
 }
@@ -438,6 +530,7 @@ void uring_worker_free(worker *w)
     for (int i = 0; i < 200 && w->zombies.count > 0; i++) {
         struct __kernel_timespec ts = {.tv_nsec = 10 * 1000000};
         struct io_uring_cqe *cqe;
+        u->submits++;
         io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
         reap(w);
     }
@@ -446,8 +539,17 @@ void uring_worker_free(worker *w)
                  w->zombies.count);
     io_uring_queue_exit(&u->ring);
     /* The ring is gone, and with it every request: the memory is ours. */
-    while (w->zombies.head != NULL)
-        conn_uring_free(w->zombies.head);
+    while (w->zombies.head != NULL) {
+        es_conn *c = w->zombies.head;
+        free(c->tx);
+        c->tx = NULL;
+        conn_uring_free(c);
+    }
+    while (u->free_tx != NULL) {
+        uring_tx *next = u->free_tx->next;
+        free(u->free_tx);
+        u->free_tx = next;
+    }
     munmap(u->br, u->br_size);
     free(u->bufs);
     free(u->rearm);

@@ -4,6 +4,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+#include "buf.h"
 
 typedef struct worker worker;
 typedef struct listener listener;
@@ -61,11 +64,25 @@ void uring_recv_later(es_conn *c);
  * delivered. Owning worker. */
 void uring_recv_stop(es_conn *c);
 
-/* Send len bytes at p, which stay valid and unchanged until the send
- * completes (conn_uring_sent()). bid: the provided buffer p lies in (the
- * send then does not wait for room: it fails with EAGAIN instead), or -1.
- * Returns 0, or -1 when the ring is broken. Owning worker. */
-int uring_send(es_conn *c, const uint8_t *p, size_t len, int bid);
+/* Send len bytes at p (c->sending), which stay valid and unchanged until
+ * the send completes (conn_uring_sent()). Returns 0, or -1 when the ring
+ * is broken. Owning worker. */
+int uring_send(es_conn *c, const uint8_t *p, size_t len);
+
+/* Send len bytes at p, in provided buffer bid, from where they lie: a new
+ * send when none is in flight, or one more segment of the send prepared
+ * this loop turn (one sendmsg for the replies to every read of the turn).
+ * Such a send does not wait for room: it fails with EAGAIN instead, so a
+ * peer that does not read cannot hold buffers. Returns 1 when the bytes
+ * were taken (bid is then given back when the send is done), 0 when the
+ * caller must queue a copy, -1 when the ring is broken. Owning worker. */
+int uring_send_span(es_conn *c, const uint8_t *p, size_t len, int bid);
+
+/* The zero-copy send of c completed with sent bytes out: give its buffers
+ * back, appending the bytes not sent to rest (NULL: dropped). Returns the
+ * bytes appended, or -1 when out of memory (the buffers are back all the
+ * same). Owning worker. */
+ssize_t uring_tx_finish(es_conn *c, size_t sent, buf *rest);
 
 /* Cancel whatever c has in flight: c is closed, and freed once the last
  * of its operations has completed. Owning worker. */

@@ -577,6 +577,7 @@ static void worker_free(worker *w)
         close(w->wakefd);
     w->epfd = w->wakefd = -1;
     buf_free(&w->stage);
+    conn_pool_free(w);
     free(w->rbuf);
     free(w->active);
     free(w->gens);

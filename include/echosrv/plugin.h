@@ -61,7 +61,7 @@ extern "C" {
 
 #define ES_PLUGIN_MAGIC 0x31505345u /* "ESP1" in memory on little-endian */
 #define ES_PLUGIN_ABI_MAJOR 1
-#define ES_PLUGIN_ABI_MINOR 0
+#define ES_PLUGIN_ABI_MINOR 1
 
 /* The one symbol a plugin exports. */
 #define ES_PLUGIN_ENTRY es_plugin_entry
@@ -197,7 +197,27 @@ typedef struct es_plugin {
      * shutdown). Free what state points to; do not free state itself. Do
      * not call host->write. May be NULL. */
     void (*close)(es_conn *c, void *state);
+
+    /* ---- ABI 1.1 ---- */
+
+    /* Cut-through for long messages. Called after data_received returned
+     * 0 when at least ES_PARTIAL_MIN bytes of an unfinished message wait
+     * (and the message is still within max_message). The plugin may answer
+     * the message's leading bytes now, with host->write, and return how
+     * many of data's bytes it is done with: the server drops them, so the
+     * next data_received starts at data + that count (adjust the scan
+     * state), and the response for the message gets only the bytes not
+     * passed on here. A message of any length then takes no more memory
+     * than a read. Return 0 to keep everything, -1 for a protocol error
+     * (logged, the connection closes). max_message still bounds the whole
+     * message: past it the connection closes, after the bytes passed on.
+     * Owning worker. May be NULL: messages are then held whole. */
+    ssize_t (*partial)(es_conn *c, void *state, const uint8_t *data,
+                       size_t len);
 } es_plugin;
+
+/* How many bytes of an unfinished message wait before partial is called. */
+#define ES_PARTIAL_MIN 8192u
 
 /* The smallest descriptor size a server of this major accepts: every field
  * up to and including close. Frozen for ABI major 1; later fields are
