@@ -1,4 +1,5 @@
-/* bench/loadgen.c — epoll load generator for echo servers: checks every echoed byte, reports rate and latency percentiles. */
+/* bench/loadgen.c — epoll load generator for echo servers: checks every echoed byte, reports rate and latency percentiles;
+ * also connection churn (--churn), paced messages per connection (--rate-per-conn) and idle connections (--idle). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +46,10 @@ struct opts {
     size_t size;                /* message body, without the separator */
     double duration, warmup, timeout;
     uint64_t nmsgs;             /* 0: run for duration */
+    int churn;                  /* --churn: connect, one message, its echo, close; again */
+    double rate;                /* --rate-per-conn: messages per second per connection; 0: unpaced */
+    int sync;                   /* --sync: 'ready', wait for a line on stdin; hold until EOF after */
+    int free_port;              /* --free-port: print a free loopback TCP port and exit */
 };
 
 /*
@@ -56,7 +61,9 @@ struct opts {
 struct conn {
     int fd, state;
     uint32_t id;
+    uint32_t due;               /* --rate-per-conn: messages this connection may start (0 or 1) */
     uint64_t wseq, rseq;
+    uint64_t cseq;              /* --churn: wseq when this connection was opened */
     size_t wpos, rpos;
     uint64_t *tsend;            /* pipeline slots: start time of message k at [k % pipeline] */
     uint64_t tconnect;
@@ -64,17 +71,21 @@ struct conn {
 
 struct worker {
     pthread_t tid;
-    int epfd;
+    int epfd, first;            /* first: the main thread's worker (prints 'ready' with --sync) */
     struct conn *conns;
-    unsigned nconns, live;
+    unsigned nconns, live;      /* live: connections established and not closed */
+    unsigned connecting;        /* connects in progress */
     char *rbuf;
     int sending;
     uint64_t budget;            /* messages still to start; UINT64_MAX with -d */
     uint64_t inflight;          /* started and not fully echoed */
     uint64_t t_warm, t_end, t_stop, last_progress;
+    uint64_t t_start, next_tick; /* --rate-per-conn: tick j is at t_start + j * tick_ns */
+    double tick_ns;             /* interval / nconns: the worker's connections take turns */
     /* results */
     hist lat;                   /* microseconds, of the replies completed after the warm-up */
     uint64_t total, last_done;
+    uint64_t late;              /* --rate-per-conn: ticks that found the previous message in flight */
     uint64_t errors[E_KINDS];
 };
 
@@ -89,8 +100,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: loadgen -a ADDRESS [-c CONNS] [-s SIZE] [-P PIPELINE] [-d SECS | -n MSGS]\n"
-        "               [-w SECS] [-T THREADS] [-t SECS]\n"
+        "               [-w SECS] [-T THREADS] [-t SECS] [--churn | --rate-per-conn R] [--sync]\n"
         "       loadgen -a ADDRESS --idle N\n"
+        "       loadgen --free-port\n"
         "  -a ADDRESS   HOST:PORT, [IPv6]:PORT or unix:/path\n"
         "  -c CONNS     connections (default 1)\n"
         "  -s SIZE      message body bytes, k/m suffix allowed; the separator \\r\\n\\r\\n is added (default 64)\n"
@@ -100,9 +112,18 @@ static void usage(FILE *f)
         "  -w SECS      warm-up: replies completed in the first SECS are not counted (default 0)\n"
         "  -T THREADS   epoll threads, connections split between them (default 1)\n"
         "  -t SECS      connect timeout, and longest wait without progress (default 10)\n"
+        "  --churn      CONNS slots, each in a loop: connect, send one message, read its echo,\n"
+        "               close with SO_LINGER 0 (RST: no TIME_WAIT); reports cycles per second\n"
+        "  --rate-per-conn R  each connection starts R messages per second (connections take\n"
+        "               turns, evenly spread); a message is not started before the previous\n"
+        "               one is echoed ('late' counts the ticks that found one in flight)\n"
+        "  --sync       print 'ready' once connected and start on a line (or EOF) on stdin; after\n"
+        "               the report hold the connections until stdin reaches EOF\n"
         "  --idle N     open N connections, print 'ready', send nothing; hold them until\n"
         "               stdin reaches EOF or SIGTERM/SIGINT, then print a status line\n"
+        "  --free-port  print a TCP port of 127.0.0.1 the kernel picks (then frees), and exit\n"
         "Prints one line: msgs= secs= rate= p50_us= p90_us= p99_us= p999_us= max_us= errors= ...\n"
+        "(with --churn: cycles= secs= rate= ... total_cycles= ...).\n"
         "Every echoed byte is checked; exits 1 if errors > 0.\n");
 }
 
@@ -152,12 +173,25 @@ static uint64_t conn_inflight(const struct conn *c)
     return c->wseq - c->rseq + (c->wpos > 0);
 }
 
+/* Close with SO_LINGER 0: an RST instead of a FIN, so that the client's port is not left in
+ * TIME_WAIT for a minute (--churn opens thousands of connections a second; --idle and
+ * --rate-per-conn close thousands at once). Only where no echo is still expected. */
+static void close_abort(int fd)
+{
+    static const struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+}
+
 /* Count one error against the connection and close it. Owning worker only. */
 static void conn_fail(struct worker *w, struct conn *c, int kind)
 {
     if (c->state == C_RUNNING) {
         w->inflight -= conn_inflight(c);
         w->live--;
+    } else if (c->state == C_CONNECTING) {
+        w->connecting--;
     }
     if (c->fd >= 0)
         close(c->fd);
@@ -245,7 +279,8 @@ static int conn_verify(struct worker *w, struct conn *c, const char *p, size_t n
         if (c->rpos == msglen) {
             if (t == 0)
                 t = bench_now_ns();
-            record(w, t - c->tsend[c->rseq % g_opt.pipeline], t);
+            /* --churn: the whole cycle, from socket() to the echo checked */
+            record(w, t - (g_opt.churn ? c->tconnect : c->tsend[c->rseq % g_opt.pipeline]), t);
             c->rseq++;
             c->rpos = 0;
             w->inflight--;
@@ -291,6 +326,8 @@ static void conn_advance(struct worker *w, struct conn *c, size_t r, uint64_t t)
 
         if (c->wpos == 0) {
             c->tsend[c->wseq % g_opt.pipeline] = t;
+            if (g_opt.rate > 0)
+                c->due--;
             if (w->budget != UINT64_MAX)
                 w->budget--;
             w->inflight++;
@@ -322,7 +359,8 @@ static void conn_write(struct worker *w, struct conn *c)
             size_t off;
 
             if (pos == 0) {
-                if (!w->sending || seq - c->rseq >= g_opt.pipeline || fresh >= w->budget)
+                if (!w->sending || seq - c->rseq >= g_opt.pipeline || fresh >= w->budget ||
+                    (g_opt.rate > 0 && fresh >= c->due))
                     break;
                 fresh++;
             }
@@ -361,13 +399,67 @@ static void conn_write(struct worker *w, struct conn *c)
     }
 }
 
+static void conn_established(struct worker *w, struct conn *c)
+{
+    c->state = C_RUNNING;
+    w->connecting--;
+    w->live++;
+}
+
+/* A connect in progress reported writable or failed: find out which. Returns 0 (established)
+ * or -1 (error counted). */
+static int conn_connect_done(struct worker *w, struct conn *c)
+{
+    int soerr = 0;
+    socklen_t len = sizeof(soerr);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+        soerr = errno;
+    if (soerr != 0) {
+        diag("connect %s: %s", g_opt.addr_text, strerror(soerr));
+        conn_fail(w, c, E_CONNECT);
+        return -1;
+    }
+    conn_established(w, c);
+    return 0;
+}
+
+static int conn_connect(struct worker *w, struct conn *c);
+
+/* --churn: open the slot's next connection (its message goes out once connected). */
+static void churn_open(struct worker *w, struct conn *c)
+{
+    c->cseq = c->wseq;
+    if (conn_connect(w, c) == 0 && c->state == C_RUNNING)
+        conn_write(w, c);       /* AF_UNIX connects at once */
+}
+
+/* --churn: the slot's message is echoed: close (RST, see close_abort), count, open the next. */
+static void churn_cycle_done(struct worker *w, struct conn *c)
+{
+    close_abort(c->fd);
+    c->fd = -1;
+    c->state = C_DEAD;
+    w->live--;
+    if (w->sending)
+        churn_open(w, c);
+}
+
 static void conn_event(struct worker *w, struct conn *c, uint32_t ev)
 {
+    if (c->state == C_CONNECTING && g_opt.churn) {
+        if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) || conn_connect_done(w, c) < 0)
+            return;
+    }
     if (c->state != C_RUNNING)
         return;
     if ((ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) &&
         conn_read(w, c, (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) < 0)
         return;
+    if (g_opt.churn && c->rseq > c->cseq) {
+        churn_cycle_done(w, c);
+        return;
+    }
     conn_write(w, c);
 }
 
@@ -381,6 +473,7 @@ static int conn_connect(struct worker *w, struct conn *c)
 
     c->tconnect = bench_now_ns();
     c->state = C_CONNECTING;
+    w->connecting++;
     /* A non-blocking AF_UNIX connect fails with EAGAIN when the backlog is full: block instead. */
     c->fd = socket(g_opt.addr.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | (unix_sock ? 0 : SOCK_NONBLOCK), 0);
     if (c->fd < 0) {
@@ -407,10 +500,8 @@ static int conn_connect(struct worker *w, struct conn *c)
         conn_fail(w, c, E_CONNECT);
         return -1;
     }
-    if (rc == 0) {
-        c->state = C_RUNNING;
-        w->live++;
-    }
+    if (rc == 0)
+        conn_established(w, c);
     return 0;
 }
 
@@ -436,21 +527,11 @@ static void worker_connect_all(struct worker *w)
         n = epoll_wait(w->epfd, evs, MAX_EVENTS, 100);
         for (int i = 0; i < n; i++) {
             struct conn *c = evs[i].data.ptr;
-            int soerr = 0;
-            socklen_t len = sizeof(soerr);
 
             if (c->state != C_CONNECTING || !(evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
                 continue;
             pending--;
-            if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
-                soerr = errno;
-            if (soerr != 0) {
-                diag("connect %s: %s", g_opt.addr_text, strerror(soerr));
-                conn_fail(w, c, E_CONNECT);
-                continue;
-            }
-            c->state = C_RUNNING;
-            w->live++;
+            conn_connect_done(w, c);
         }
         now = bench_now_ns();
         if (now - last_scan >= 100000000u) {
@@ -468,19 +549,50 @@ static void worker_connect_all(struct worker *w)
     }
 }
 
+/* --rate-per-conn: give every connection whose tick has come one message to start. Tick j is
+ * connection j % nconns's turn: each connection's ticks are 1/rate apart and the worker's
+ * connections are evenly spread over that interval. A connection whose previous message is still
+ * in flight (or not even started) counts as late; it starts the next one as soon as it can, and
+ * the ticks it misses meanwhile are not made up for. Returns the time of the next tick. */
+static uint64_t worker_pace(struct worker *w, uint64_t now)
+{
+    for (;;) {
+        uint64_t t = w->t_start + (uint64_t)((double)w->next_tick * w->tick_ns);
+        struct conn *c;
+
+        if (t > now)
+            return t;
+        c = &w->conns[w->next_tick++ % w->nconns];
+        if (c->state != C_RUNNING)
+            continue;
+        if (c->due > 0 || conn_inflight(c) > 0)
+            w->late++;
+        c->due = 1;
+        conn_write(w, c);
+    }
+}
+
 /* Drive traffic until the duration or message budget is spent and every reply is in. */
 static void worker_run(struct worker *w)
 {
     struct epoll_event evs[MAX_EVENTS];
-    uint64_t now = bench_now_ns(), timeout_ns = (uint64_t)(g_opt.timeout * 1e9);
+    uint64_t now = bench_now_ns(), timeout_ns = (uint64_t)(g_opt.timeout * 1e9), last_scan = now;
+    uint64_t next_tick = UINT64_MAX;
 
+    w->t_start = now;
     w->t_warm = now + (uint64_t)(g_opt.warmup * 1e9);
     w->t_end = g_opt.nmsgs ? UINT64_MAX : w->t_warm + (uint64_t)(g_opt.duration * 1e9);
     w->t_stop = 0;
     w->sending = 1;
     w->last_progress = now;
-    for (unsigned i = 0; i < w->nconns; i++)
-        conn_write(w, &w->conns[i]);
+    if (g_opt.rate > 0)
+        w->tick_ns = 1e9 / g_opt.rate / w->nconns;
+    for (unsigned i = 0; i < w->nconns; i++) {
+        if (g_opt.churn)
+            churn_open(w, &w->conns[i]);
+        else if (g_opt.rate == 0)
+            conn_write(w, &w->conns[i]);
+    }
 
     for (;;) {
         int n, wait_ms = 100;
@@ -490,9 +602,12 @@ static void worker_run(struct worker *w)
             w->sending = 0;
             w->t_stop = now;
         }
-        if (w->live == 0 || (!w->sending && w->inflight == 0))
+        if (w->sending && g_opt.rate > 0)
+            next_tick = worker_pace(w, now);
+        if ((w->live == 0 && w->connecting == 0) || (!w->sending && w->inflight == 0))
             break;
-        if (w->inflight > 0 && now - w->last_progress > timeout_ns) {
+        /* (worker_pace may have moved last_progress past now) */
+        if (w->inflight > 0 && now > w->last_progress && now - w->last_progress > timeout_ns) {
             for (unsigned i = 0; i < w->nconns; i++) {
                 struct conn *c = &w->conns[i];
 
@@ -504,18 +619,73 @@ static void worker_run(struct worker *w)
             }
             break;
         }
+        if (g_opt.churn && now - last_scan >= 100000000u) {
+            last_scan = now;
+            for (unsigned i = 0; i < w->nconns; i++) {
+                struct conn *c = &w->conns[i];
+
+                if (c->state == C_CONNECTING && now - c->tconnect > timeout_ns) {
+                    diag("connect %s: timed out", g_opt.addr_text);
+                    conn_fail(w, c, E_CONNECT);
+                }
+            }
+        }
         if (w->sending && w->t_end - now < 100000000u)
             wait_ms = (int)((w->t_end - now) / 1000000) + 1;
+        if (w->sending && g_opt.rate > 0 && next_tick - now < (uint64_t)wait_ms * 1000000u)
+            wait_ms = (int)((next_tick - now + 999999) / 1000000);
         n = epoll_wait(w->epfd, evs, MAX_EVENTS, wait_ms);
         for (int i = 0; i < n; i++)
             conn_event(w, evs[i].data.ptr, evs[i].events);
     }
     if (w->t_stop == 0)
         w->t_stop = bench_now_ns();
-    for (unsigned i = 0; i < w->nconns; i++)
-        if (w->conns[i].state == C_RUNNING) {
-            close(w->conns[i].fd);
-            w->conns[i].fd = -1;
+    if (g_opt.sync)
+        return;                 /* held until stdin's EOF: main() closes them */
+    for (unsigned i = 0; i < w->nconns; i++) {
+        struct conn *c = &w->conns[i];
+
+        if (c->fd < 0)
+            continue;
+        /* Every echo is in: an RST is harmless, and spares thousands of TIME_WAIT ports. */
+        if (g_opt.churn || g_opt.rate > 0)
+            close_abort(c->fd);
+        else
+            close(c->fd);
+        c->fd = -1;
+    }
+}
+
+/* --sync: 'ready' on stdout, then wait for a line or EOF on stdin (or SIGTERM/SIGINT). */
+static void sync_wait_go(void)
+{
+    char b;
+
+    printf("ready\n");
+    fflush(stdout);
+    while (!g_stop) {
+        ssize_t r = read(0, &b, 1);
+
+        if (r <= 0 ? !(r < 0 && errno == EINTR) : b == '\n')
+            break;
+    }
+}
+
+/* --sync: after the report, hold the connections until stdin's EOF (or SIGTERM/SIGINT). */
+static void sync_hold(struct conn *conns, unsigned n)
+{
+    char buf[256];
+
+    while (!g_stop) {
+        ssize_t r = read(0, buf, sizeof(buf));
+
+        if (r == 0 || (r < 0 && errno != EINTR))
+            break;
+    }
+    for (unsigned i = 0; i < n; i++)
+        if (conns[i].fd >= 0) {
+            close_abort(conns[i].fd);
+            conns[i].fd = -1;
         }
 }
 
@@ -523,8 +693,14 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
 
-    worker_connect_all(w);
+    if (!g_opt.churn)
+        worker_connect_all(w);
     pthread_barrier_wait(&g_barrier);
+    if (g_opt.sync) {
+        if (w->first)
+            sync_wait_go();
+        pthread_barrier_wait(&g_barrier);
+    }
     worker_run(w);
     return NULL;
 }
@@ -567,6 +743,10 @@ static int parse_opts(int argc, char **argv)
 {
     static const struct option longopts[] = {
         { "idle", required_argument, NULL, 'I' },
+        { "churn", no_argument, NULL, 'C' },
+        { "rate-per-conn", required_argument, NULL, 'R' },
+        { "sync", no_argument, NULL, 'S' },
+        { "free-port", no_argument, NULL, 'F' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -621,6 +801,21 @@ static int parse_opts(int argc, char **argv)
             have_d |= opt == 'd';
             break;
         }
+        case 'C':
+            g_opt.churn = 1;
+            break;
+        case 'R':
+            if (parse_double(optarg, &g_opt.rate) < 0 || g_opt.rate == 0) {
+                fprintf(stderr, "loadgen: --rate-per-conn %s: expected a positive number\n", optarg);
+                return -1;
+            }
+            break;
+        case 'S':
+            g_opt.sync = 1;
+            break;
+        case 'F':
+            g_opt.free_port = 1;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -629,8 +824,22 @@ static int parse_opts(int argc, char **argv)
             return -1;
         }
     }
+    if (g_opt.free_port && optind == argc)
+        return 0;
     if (optind != argc || g_opt.addr_text == NULL) {
         usage(stderr);
+        return -1;
+    }
+    if (g_opt.churn + (g_opt.rate > 0) + (g_opt.idle > 0) > 1) {
+        fprintf(stderr, "loadgen: --churn, --rate-per-conn and --idle are exclusive\n");
+        return -1;
+    }
+    if ((g_opt.churn || g_opt.rate > 0) && g_opt.pipeline != 1) {
+        fprintf(stderr, "loadgen: --churn and --rate-per-conn send one message at a time: -P must be 1\n");
+        return -1;
+    }
+    if (g_opt.sync && g_opt.idle) {
+        fprintf(stderr, "loadgen: --idle already waits on stdin: no --sync\n");
         return -1;
     }
     if (have_d && g_opt.nmsgs) {
@@ -735,7 +944,7 @@ static int run_idle(void)
             diag("idle connection %u: %s", i, r > 0 ? "unexpected data" : "closed by peer");
             closed++;
         }
-        close(conns[i].fd);
+        close_abort(conns[i].fd);   /* no TIME_WAIT: the next run may need the ports */
     }
     w->errors[E_CLOSED] += closed;
     errors = w->errors[E_CONNECT] + w->errors[E_CLOSED];
@@ -749,17 +958,37 @@ static int run_idle(void)
     return errors ? 1 : 0;
 }
 
+/* --free-port: bind 127.0.0.1:0, print the port the kernel chose, close. For a program that
+ * cannot take port 0 itself (iperf3 -s): the caller retries if someone takes it meanwhile. */
+static int print_free_port(void)
+{
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(sin);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sin, &len) < 0) {
+        fprintf(stderr, "loadgen: --free-port: %s\n", strerror(errno));
+        return 1;
+    }
+    printf("%u\n", ntohs(sin.sin_port));
+    close(fd);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct worker *workers;
     struct conn *conns;
-    uint64_t *slots, total = 0, errors = 0, kinds[E_KINDS] = { 0 };
+    uint64_t *slots, total = 0, errors = 0, late = 0, kinds[E_KINDS] = { 0 };
     hist *lat;
     double secs = 0;
     struct sigaction sa;
 
     if (parse_opts(argc, argv) < 0)
         return 2;
+    if (g_opt.free_port)
+        return print_free_port();
     signal(SIGPIPE, SIG_IGN);
     if (raise_nofile(g_opt.idle ? g_opt.idle : g_opt.conns) < 0)
         return 2;
@@ -793,6 +1022,7 @@ int main(int argc, char **argv)
 
         if (worker_init(w, conns + lo, hi - lo) < 0)
             return 2;
+        w->first = t == 0;
         if (g_opt.nmsgs)
             w->budget = g_opt.nmsgs / g_opt.threads + (t < g_opt.nmsgs % g_opt.threads);
         if (t > 0 && pthread_create(&w->tid, NULL, worker_main, w) != 0) {
@@ -811,6 +1041,7 @@ int main(int argc, char **argv)
 
         hist_merge(lat, &w->lat);
         total += w->total;
+        late += w->late;
         for (int k = 0; k < E_KINDS; k++) {
             kinds[k] += w->errors[k];
             errors += w->errors[k];
@@ -824,14 +1055,22 @@ int main(int argc, char **argv)
             fprintf(stderr, " %s=%" PRIu64, err_names[k], kinds[k]);
         fprintf(stderr, "\n");
     }
-    printf("msgs=%" PRIu64 " secs=%.2f rate=%.0f p50_us=%" PRIu64 " p90_us=%" PRIu64
+    printf("%s=%" PRIu64 " secs=%.2f rate=%.0f p50_us=%" PRIu64 " p90_us=%" PRIu64
            " p99_us=%" PRIu64 " p999_us=%" PRIu64 " max_us=%" PRIu64 " errors=%" PRIu64
-           " total_msgs=%" PRIu64 " conns=%u size=%zu pipeline=%u\n",
-           lat->count, secs, secs > 0 ? (double)lat->count / secs : 0.0,
+           " %s=%" PRIu64 " conns=%u size=%zu",
+           g_opt.churn ? "cycles" : "msgs", lat->count, secs,
+           secs > 0 ? (double)lat->count / secs : 0.0,
            hist_percentile(lat, 50), hist_percentile(lat, 90), hist_percentile(lat, 99),
-           hist_percentile(lat, 99.9), lat->max, errors, total, g_opt.conns, g_opt.size,
-           g_opt.pipeline);
+           hist_percentile(lat, 99.9), lat->max, errors,
+           g_opt.churn ? "total_cycles" : "total_msgs", total, g_opt.conns, g_opt.size);
+    if (g_opt.rate > 0)
+        printf(" rate_per_conn=%g late=%" PRIu64, g_opt.rate, late);
+    else if (!g_opt.churn)
+        printf(" pipeline=%u", g_opt.pipeline);
+    printf("\n");
     fflush(stdout);
+    if (g_opt.sync)
+        sync_hold(conns, g_opt.conns);
     for (unsigned t = 0; t < g_opt.threads; t++)
         worker_fini(&workers[t]);
     pthread_barrier_destroy(&g_barrier);
