@@ -118,6 +118,29 @@ field() { [[ " $2 " =~ \ $1=([^ ]*)\  ]] && echo "${BASH_REMATCH[1]}"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 minmax() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s..%s", lo, hi }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf "%.2fx", a / b }'; }
+# record KEY LABEL UNIT: store $MEASURED ("rate p50 p99 cpu rc") as RES[KEY] and
+# print it as one progress line (n/total, LABEL, cpu per UNIT).
+record() {
+    local rate p50 p99 cpu rc
+    RES[$1]=$MEASURED
+    read -r rate p50 p99 cpu rc <<< "$MEASURED"
+    (( rc == 0 )) || FAILED=1
+    printf '[%d/%d] %s: rate=%s p50_us=%s p99_us=%s cpu_us/%s=%s%s\n' "$n" "$total" "$2" \
+        "$rate" "$p50" "$p99" "$3" "$cpu" "$( (( rc == 0 )) || echo ' ERRORS')" >&2
+}
+# row KEY LABEL NAME WIDTH: the medians over ROUNDS of RES[KEY,round] as one table row
+# (NAME in a WIDTH-wide column); leaves them in ROW_RATE, ROW_P99 and ROW_CPU.
+row() {
+    local r rate p50 p99 cpu rc bad="" rates=() p50s=() p99s=() cpus=()
+    for ((r = 1; r <= ROUNDS; r++)); do
+        read -r rate p50 p99 cpu rc <<< "${RES[$1,$r]}"
+        rates+=("$rate"); p50s+=("$p50"); p99s+=("$p99"); cpus+=("$cpu")
+        (( rc == 0 )) || bad=" ERRORS"
+    done
+    ROW_RATE=$(median "${rates[@]}") ROW_P99=$(median "${p99s[@]}") ROW_CPU=$(median "${cpus[@]}")
+    printf "%-24s %-${4}s %12.0f %8s %8s %11.3f  (%s)%s\n" "$2" "$3" "$ROW_RATE" \
+        "$(median "${p50s[@]}")" "$ROW_P99" "$ROW_CPU" "$(minmax "${cpus[@]}")" "$bad"
+}
 
 human_size() {
     local s=$1
@@ -400,12 +423,7 @@ for point in $POINTS; do
             n=$((n + 1))
             restart_if_dead "$kind"
             measure "$kind" "${SPID[$kind]}" "${SPORT[$kind]}" "$c" "$s" "$p" || MEASURED="0 0 0 0 1"
-            RES[$kind,$point,$r]=$MEASURED
-            read -r rate p50 p99 cpu rc <<< "$MEASURED"
-            (( rc == 0 )) || FAILED=1
-            printf '[%d/%d] %-12s %-16s round %d: rate=%s p50_us=%s p99_us=%s cpu_us/msg=%s%s\n' \
-                "$n" "$total" "$point" "$kind" "$r" "$rate" "$p50" "$p99" "$cpu" \
-                "$( (( rc == 0 )) || echo ' ERRORS')" >&2
+            record "$kind,$point,$r" "$(printf '%-12s %-16s round %d' "$point" "$kind" "$r")" msg
         done
         if in_list "$point" "$IPERF_POINTS"; then
             n=$((n + 1))
@@ -428,18 +446,8 @@ for point in $POINTS; do
     IFS=x read -r c s p <<< "$point"
     label="$c x $(human_size "$s") x $p"
     for kind in "${SERVERS[@]}"; do
-        rates=() p50s=() p99s=() cpus=() bad=""
-        for ((r = 1; r <= ROUNDS; r++)); do
-            read -r rate p50 p99 cpu rc <<< "${RES[$kind,$point,$r]}"
-            rates+=("$rate"); p50s+=("$p50"); p99s+=("$p99"); cpus+=("$cpu")
-            (( rc == 0 )) || bad=" ERRORS"
-        done
-        MED_CPU[$kind,$point]=$(median "${cpus[@]}")
-        MED_RATE[$kind,$point]=$(median "${rates[@]}")
-        MED_P99[$kind,$point]=$(median "${p99s[@]}")
-        printf '%-24s %-16s %12.0f %8s %8s %11.3f  (%s)%s\n' "$label" "$kind" "${MED_RATE[$kind,$point]}" \
-            "$(median "${p50s[@]}")" "${MED_P99[$kind,$point]}" "${MED_CPU[$kind,$point]}" \
-            "$(minmax "${cpus[@]}")" "$bad"
+        row "$kind,$point" "$label" "$kind" 16
+        MED_CPU[$kind,$point]=$ROW_CPU MED_RATE[$kind,$point]=$ROW_RATE MED_P99[$kind,$point]=$ROW_P99
         label=""
     done
     for kind in "${KINDS[@]}"; do
@@ -504,12 +512,7 @@ if [[ -n $CHURN_POINTS ]]; then
                 n=$((n + 1))
                 restart_if_dead "$kind"
                 measure "$kind" "${SPID[$kind]}" "${SPORT[$kind]}" "$c" "$s" 1 --churn || MEASURED="0 0 0 0 1"
-                RES[churn,$kind,$point,$r]=$MEASURED
-                read -r rate p50 p99 cpu rc <<< "$MEASURED"
-                (( rc == 0 )) || FAILED=1
-                printf '[%d/%d] churn %-8s %-16s round %d: cycles/s=%s p50_us=%s p99_us=%s cpu_us/cycle=%s%s\n' \
-                    "$n" "$total" "$point" "$kind" "$r" "$rate" "$p50" "$p99" "$cpu" \
-                    "$( (( rc == 0 )) || echo ' ERRORS')" >&2
+                record "churn,$kind,$point,$r" "$(printf 'churn %-8s %-16s round %d' "$point" "$kind" "$r")" cycle
             done
         done
     done
@@ -520,17 +523,8 @@ if [[ -n $CHURN_POINTS ]]; then
         IFS=x read -r c s <<< "$point"
         label="$c x $(human_size "$s")"
         for kind in "${SERVERS[@]}"; do
-            rates=() p50s=() p99s=() cpus=() bad=""
-            for ((r = 1; r <= ROUNDS; r++)); do
-                read -r rate p50 p99 cpu rc <<< "${RES[churn,$kind,$point,$r]}"
-                rates+=("$rate"); p50s+=("$p50"); p99s+=("$p99"); cpus+=("$cpu")
-                (( rc == 0 )) || bad=" ERRORS"
-            done
-            CMED_CCPU[$kind,$point]=$(median "${cpus[@]}")
-            CMED_CYC[$kind,$point]=$(median "${rates[@]}")
-            printf '%-24s %-16s %12.0f %8s %8s %11.3f  (%s)%s\n' "$label" "$kind" "${CMED_CYC[$kind,$point]}" \
-                "$(median "${p50s[@]}")" "$(median "${p99s[@]}")" "${CMED_CCPU[$kind,$point]}" \
-                "$(minmax "${cpus[@]}")" "$bad"
+            row "churn,$kind,$point" "$label" "$kind" 16
+            CMED_CCPU[$kind,$point]=$ROW_CPU CMED_CYC[$kind,$point]=$ROW_RATE
             label=""
         done
         for kind in "${KINDS[@]}"; do
@@ -760,12 +754,7 @@ if [[ -n $CLIENT_POINTS ]]; then
                     cpid_srv=$SRV_PID
                 fi
                 measure_client "$tool" "$SRV_PORT" "$c" "$s" "$p" || MEASURED="0 0 0 0 1"
-                RES[$tool,$point,$r]=$MEASURED
-                read -r rate p50 p99 cpu rc <<< "$MEASURED"
-                (( rc == 0 )) || FAILED=1
-                printf '[%d/%d] %-12s %-8s round %d: rate=%s p50_us=%s p99_us=%s cpu_us/req=%s%s\n' \
-                    "$n" "$total" "$point" "$tool" "$r" "$rate" "$p50" "$p99" "$cpu" \
-                    "$( (( rc == 0 )) || echo ' ERRORS')" >&2
+                record "$tool,$point,$r" "$(printf '%-12s %-8s round %d' "$point" "$tool" "$r")" req
             done
         done
     done
@@ -775,17 +764,8 @@ if [[ -n $CLIENT_POINTS ]]; then
         IFS=x read -r c s p <<< "$point"
         label="$c x $(human_size "$s") x $p"
         for tool in "${CLIENTS[@]}"; do
-            rates=() p50s=() p99s=() cpus=() bad=""
-            for ((r = 1; r <= ROUNDS; r++)); do
-                read -r rate p50 p99 cpu rc <<< "${RES[$tool,$point,$r]}"
-                rates+=("$rate"); p50s+=("$p50"); p99s+=("$p99"); cpus+=("$cpu")
-                (( rc == 0 )) || bad=" ERRORS"
-            done
-            CMED_CPU[$tool,$point]=$(median "${cpus[@]}")
-            CMED_RATE[$tool,$point]=$(median "${rates[@]}")
-            printf '%-24s %-9s %12.0f %8s %8s %11.3f  (%s)%s\n' "$label" "$tool" "${CMED_RATE[$tool,$point]}" \
-                "$(median "${p50s[@]}")" "$(median "${p99s[@]}")" "${CMED_CPU[$tool,$point]}" \
-                "$(minmax "${cpus[@]}")" "$bad"
+            row "$tool,$point" "$label" "$tool" 9
+            CMED_CPU[$tool,$point]=$ROW_CPU CMED_RATE[$tool,$point]=$ROW_RATE
             label=""
         done
         printf '%-24s %-9s rate %s, cpu/req %s (echocli / loadgen)\n' "" "ratio" \

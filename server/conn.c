@@ -384,6 +384,42 @@ static int conn_is_quiet(const es_conn *c)
            !(c->flags & CF_SENDING);
 }
 
+/* Out of memory while "doing" something for the peer: log and close.
+ * Returns -1 (c was freed). */
+static int conn_oom(es_conn *c, const char *doing)
+{
+    conn_log(ES_LOG_ERROR, c, "out of memory %s %s: closing the connection", doing,
+             peer_name(c));
+    conn_destroy(c);
+    return -1;
+}
+
+/* After a flush, common to both back ends: close once the last reply left
+ * (or when draining and nothing is pending), and pause reading above the
+ * high-water mark of queued output. Returns 0, or -1 when c was handed
+ * to conn_linger(). */
+static int conn_settle(es_conn *c)
+{
+    size_t queued = c->out.len + c->sending.len;
+    if (c->flags & CF_LINGER)
+        return 0;
+    if (((c->flags & CF_CLOSING) && queued == 0 && !(c->flags & CF_SENDING)) ||
+        (c->w->draining && conn_is_quiet(c))) {
+        conn_linger(c);
+        return -1;
+    }
+    /* A message whose start went out already (partial hook) is read to
+     * its end, whatever its echo waits for: a peer that sends it whole
+     * before reading would wait for us as we wait for it. Its rest is
+     * held whole (conn_frame passes nothing on above the high-water
+     * mark), so max_message bounds it as it bounds any message. */
+    if (queued >= OUT_HIGH_WATER && c->msg_passed == 0)
+        c->flags |= CF_PAUSED;
+    else if (queued <= OUT_LOW_WATER)
+        c->flags &= (uint16_t)~CF_PAUSED;
+    return 0;
+}
+
 /* Send what is staged and queued, then settle the epoll mask and any close
  * that waited for the output. Returns 0, or -1 when c was freed. */
 static int conn_flush(es_conn *c)
@@ -416,14 +452,8 @@ static int conn_flush(es_conn *c)
             }
             if (w->span_len > 0) {
                 pool_take(w, &c->out, len - sent);
-                if (sent < len && buf_append(&c->out, p + sent, len - sent) < 0) {
-                    conn_log(ES_LOG_ERROR, c,
-                             "out of memory queueing output for %s: closing the connection",
-                             
-                             peer_name(c));
-                    conn_destroy(c);
-                    return -1;
-                }
+                if (sent < len && buf_append(&c->out, p + sent, len - sent) < 0)
+                    return conn_oom(c, "queueing output for");
             } else {
                 buf_consume(&w->stage, sent);
                 if (w->stage.len > 0) {
@@ -455,23 +485,8 @@ static int conn_flush(es_conn *c)
             pool_put(w, &c->out);
     }
 
-    if (c->out.len == 0 && (c->flags & CF_CLOSING)) {
-        conn_linger(c);
+    if (conn_settle(c) < 0)
         return -1;
-    }
-    if (w->draining && conn_is_quiet(c)) {
-        conn_linger(c);
-        return -1;
-    }
-    /* A message whose start went out already (partial hook) is read to
-     * its end, whatever its echo waits for: a peer that sends it whole
-     * before reading would wait for us as we wait for it. Its rest is
-     * held whole (conn_frame passes nothing on above the high-water
-     * mark), so max_message bounds it as it bounds any message. */
-    if (c->out.len >= OUT_HIGH_WATER && c->msg_passed == 0)
-        c->flags |= CF_PAUSED;
-    else if (c->out.len <= OUT_LOW_WATER)
-        c->flags &= (uint16_t)~CF_PAUSED;
     uint32_t want = 0;
     if (c->out.len > 0 || (c->flags & CF_TLS_RWW))
         want |= EPOLLOUT;
@@ -629,12 +644,8 @@ static int conn_read_once(es_conn *c)
     size_t room = READ_BUF_SIZE;
     if (!direct) {
         pool_take(w, &c->in, READ_BUF_SIZE);
-        if (buf_reserve(&c->in, READ_BUF_SIZE) < 0) {
-            conn_log(ES_LOG_ERROR, c, "out of memory reading from %s: closing the connection",
-                                      peer_name(c));
-            conn_destroy(c);
-            return -1;
-        }
+        if (buf_reserve(&c->in, READ_BUF_SIZE) < 0)
+            return conn_oom(c, "reading from");
         dst = buf_tail(&c->in);
         room = buf_room(&c->in);
     }
@@ -788,13 +799,8 @@ static int conn_proxy_read(es_conn *c)
         return -1;
     }
     if (hlen == 0) {
-        if (buf_append(&c->in, p + have, take) < 0) {
-            conn_log(ES_LOG_ERROR, c,
-                     "out of memory reading the PROXY header from %s: closing the connection",
-                     peer_name(c));
-            conn_destroy(c);
-            return -1;
-        }
+        if (buf_append(&c->in, p + have, take) < 0)
+            return conn_oom(c, "reading the PROXY header from");
         return 0;
     }
     buf_free(&c->in);
@@ -1061,12 +1067,8 @@ static int conn_flush_uring(es_conn *c)
             memset(&w->stage, 0, sizeof w->stage);
             rc = uring_send(c, buf_head(&c->sending), c->sending.len);
         } else if (pool_take(w, &c->out, len), buf_append(&c->out, p, len) < 0) {
-            conn_log(ES_LOG_ERROR, c,
-                     "out of memory queueing output for %s: closing the connection",
-                     peer_name(c));
             stage_reset(w);
-            conn_destroy(c);
-            return -1;
+            return conn_oom(c, "queueing output for");
         }
         stage_reset(w);
         if (w->stage.cap > STAGE_KEEP)
@@ -1080,21 +1082,10 @@ static int conn_flush_uring(es_conn *c)
         conn_destroy(c);
         return -1;
     }
-    if (!(c->flags & CF_SENDING) && (c->flags & CF_CLOSING)) {
-        conn_linger(c);
+    if (conn_settle(c) < 0)
         return -1;
-    }
-    if (w->draining && conn_is_quiet(c) && !(c->flags & CF_LINGER)) {
-        conn_linger(c);
-        return -1;
-    }
-    size_t queued = c->out.len + c->sending.len;
-    if (queued >= OUT_HIGH_WATER && c->msg_passed == 0 && !(c->flags & CF_PAUSED)) {
-        c->flags |= CF_PAUSED;
+    if (c->flags & CF_PAUSED)
         uring_recv_stop(c);
-    } else if (queued <= OUT_LOW_WATER) {
-        c->flags &= (uint16_t)~CF_PAUSED;
-    }
     if (uring_wants_read(c) && uring_recv_start(c) < 0) {
         conn_destroy(c);
         return -1;
@@ -1143,10 +1134,7 @@ void conn_uring_recv(es_conn *c, int res, int bid, int more)
                 pool_take(w, &c->in, (size_t)res);
                 if (buf_append(&c->in, data, (size_t)res) < 0) {
                     uring_buf_release(w, bid);
-                    conn_log(ES_LOG_ERROR, c,
-                             "out of memory reading from %s: closing the connection",
-                             peer_name(c));
-                    conn_destroy(c);
+                    conn_oom(c, "reading from");
                     return;
                 }
                 uring_buf_release(w, bid);
@@ -1221,10 +1209,7 @@ void conn_uring_sent(es_conn *c, int res)
          * moves out of them (they go back to the kernel at once) and
          * waits for room in a send of its own. */
         if (uring_tx_finish(c, (size_t)res, &c->sending) < 0) {
-            conn_log(ES_LOG_ERROR, c,
-                     "out of memory queueing output for %s: closing the connection",
-                     peer_name(c));
-            conn_destroy(c);
+            conn_oom(c, "queueing output for");
             return;
         }
     } else {

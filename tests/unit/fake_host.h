@@ -50,6 +50,7 @@ typedef struct fh_client {
     void *state;
     buf in;
     size_t messages;
+    size_t passed;              /* bytes of the current message the partial hook took */
 } fh_client;
 
 /* Zeroes CL, allocates PLUGIN's per-connection state and calls its open hook with INSTANCE,
@@ -61,7 +62,9 @@ void fh_client_close(fh_client *cl);
 
 /* The server's input path: appends the LEN bytes at DATA to the input, then calls
  * data_received on the unconsumed input and response on each complete message, dropping it,
- * until more input is needed or the connection is closing. Once the plugin has closed the
+ * until more input is needed or the connection is closing. When more is needed and at least
+ * ES_PARTIAL_MIN bytes wait, the plugin's partial hook (if any) is called once and the bytes
+ * it took are dropped (counted in passed until the message ends). Once the plugin has closed the
  * connection, input is dropped, as the server does. Fails the test if data_received returns
  * a protocol error or more than it was given, or if response fails. */
 void fh_client_feed(fh_client *cl, const void *data, size_t len);

@@ -956,6 +956,37 @@ static void test_proxy_keys(void **state)
     free(path);
 }
 
+/* io: the I/O back end, auto by default; a [server] key only. */
+static void test_io_key(void **state)
+{
+    (void)state;
+    static const struct { const char *text; int want; } ok[] = {
+        {"auto", IO_AUTO}, {"epoll", IO_EPOLL}, {"io_uring", IO_URING}, {"\"epoll\"", IO_EPOLL},
+    };
+    config cfg;
+    free(load_ok(&cfg, ""));
+    assert_int_equal(cfg.io, IO_AUTO);
+    config_free(&cfg);
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        load_one(&cfg, "io", ok[i].text);
+        assert_int_equal(cfg.io, ok[i].want);
+        config_free(&cfg);
+    }
+    int io = -1;
+    assert_int_equal(config_parse_io("io_uring", &io), 0);
+    assert_int_equal(io, IO_URING);
+    static const char *const bad[] = {"EPOLL", "uring", "io-uring", "", "epoll ", "auto1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        io = -1;
+        assert_int_equal(config_parse_io(bad[i], &io), -1);
+        assert_int_equal(io, -1);
+    }
+    load_err("[server]\n\nio = uring\n", 3, "io: 'uring' is not epoll, io_uring or auto");
+    load_err("[server]\nio = epoll\nio = auto\n", 3,
+             "duplicate key 'io' in [server] (first set at line 2)");
+    load_err("[listener a]\nbind = :1\nio = epoll\n", 3, "unknown key 'io'");
+}
+
 static void test_proxy_errors(void **state)
 {
     (void)state;
@@ -1187,6 +1218,7 @@ int main(void)
         cmocka_unit_test(test_access_errors),
         cmocka_unit_test(test_proxy_keys),
         cmocka_unit_test(test_proxy_errors),
+        cmocka_unit_test(test_io_key),
         cmocka_unit_test(test_tls_keys),
         cmocka_unit_test(test_tls_errors),
         cmocka_unit_test(test_user_group_keys),

@@ -23,6 +23,9 @@ static void test_descriptor(void **state)
     /* The ABI constants themselves, pinned. */
     assert_int_equal(d->magic, 0x31505345u);
     assert_int_equal(d->abi_major, 1);
+    /* ABI 1.1: the partial hook. */
+    assert_true(d->abi_minor >= 1);
+    assert_non_null(d->partial);
 }
 
 static void test_init_defaults(void **state)
@@ -346,6 +349,159 @@ static void test_state_isolation(void **state)
     echo_plugin.fini(instance);
 }
 
+/* Appends N bytes of pattern (no '\r' or '\n') to the connection's input, in
+ * pieces of PIECE bytes. */
+static void feed_pattern(fh_client *cl, size_t n, size_t piece, uint8_t *copy)
+{
+    uint8_t chunk[4096];
+    assert_true(piece <= sizeof chunk);
+    for (size_t off = 0; off < n; off += piece) {
+        size_t k = n - off < piece ? n - off : piece;
+        for (size_t i = 0; i < k; i++)
+            chunk[i] = (uint8_t)('a' + (off + i) % 26);
+        if (copy != NULL)
+            memcpy(copy + off, chunk, k);
+        fh_client_feed(cl, chunk, k);
+    }
+}
+
+/* A long message goes back as it comes, with nothing held but what could
+ * start the separator; the whole echo is the message, byte for byte. */
+static void test_partial_long_message(void **state)
+{
+    (void)state;
+    void *instance = fh_init_ok(&echo_plugin, NULL, 0);
+    fh_client cl;
+    fh_client_open(&cl, &echo_plugin, instance);
+    size_t body = 100000;
+    uint8_t *want = malloc(body + 4);
+    assert_non_null(want);
+    /* Below ES_PARTIAL_MIN: held. */
+    feed_pattern(&cl, ES_PARTIAL_MIN - 1, 4096, want);
+    assert_int_equal(cl.conn.writes, 0);
+    assert_int_equal(cl.in.len, ES_PARTIAL_MIN - 1);
+    /* From ES_PARTIAL_MIN on: passed on, none of it held. */
+    feed_pattern(&cl, 1, 1, NULL);
+    want[ES_PARTIAL_MIN - 1] = 'a';
+    assert_int_equal(cl.conn.writes, 1);
+    assert_int_equal(cl.passed, ES_PARTIAL_MIN);
+    assert_int_equal(cl.in.len, 0);
+    /* A pattern restarted at 'a': regenerate what feed_pattern sends. */
+    for (size_t i = 0; i < body - ES_PARTIAL_MIN; i++)
+        want[ES_PARTIAL_MIN + i] = (uint8_t)('a' + i % 26);
+    size_t rest = body - ES_PARTIAL_MIN;
+    size_t held_max = 0;
+    for (size_t off = 0; off < rest; off += 3000) {
+        size_t k = rest - off < 3000 ? rest - off : 3000;
+        fh_client_feed(&cl, want + ES_PARTIAL_MIN + off, k);
+        if (cl.in.len > held_max)
+            held_max = cl.in.len;
+    }
+    /* Pieces below ES_PARTIAL_MIN wait until enough is there. */
+    assert_true(held_max < ES_PARTIAL_MIN);
+    assert_int_equal(cl.messages, 0);
+    memcpy(want + body, CRLF2, 4);
+    fh_client_feed(&cl, CRLF2, 4);
+    assert_int_equal(cl.messages, 1);
+    assert_int_equal(cl.passed, 0);
+    assert_int_equal(cl.in.len, 0);
+    assert_int_equal(cl.conn.out.len, body + 4);
+    assert_memory_equal(buf_head(&cl.conn.out), want, body + 4);
+    assert_int_equal(cl.conn.closes, 0);
+    free(want);
+    fh_client_close(&cl);
+    echo_plugin.fini(instance);
+}
+
+/* The separator split across a pass: its start is kept back, never passed
+ * on as if it were body, and the message ends where it should. */
+static void test_partial_separator_split(void **state)
+{
+    (void)state;
+    void *instance = fh_init_ok(&echo_plugin, NULL, 0);
+    static const char *const tails[] = {"\r", "\r\n", "\r\n\r"};
+    for (size_t t = 0; t < 3; t++) {
+        size_t tl = strlen(tails[t]);
+        fh_client cl;
+        fh_client_open(&cl, &echo_plugin, instance);
+        uint8_t m[ES_PARTIAL_MIN + 8];
+        memset(m, 'x', ES_PARTIAL_MIN);
+        memcpy(m + ES_PARTIAL_MIN, tails[t], tl);
+        fh_client_feed(&cl, m, ES_PARTIAL_MIN + tl);
+        /* What may start the separator stays. */
+        assert_int_equal(cl.passed, ES_PARTIAL_MIN);
+        assert_int_equal(cl.in.len, tl);
+        assert_int_equal(cl.conn.out.len, ES_PARTIAL_MIN);
+        /* The separator's end: one message, ending right there; then a
+         * short one after it. */
+        fh_client_feed(&cl, CRLF2 + tl, 4 - tl);
+        assert_int_equal(cl.messages, 1);
+        assert_int_equal(cl.conn.out.len, ES_PARTIAL_MIN + 4);
+        assert_memory_equal(buf_head(&cl.conn.out) + ES_PARTIAL_MIN, CRLF2, 4);
+        fh_client_feed(&cl, "ok" CRLF2, 6);
+        assert_int_equal(cl.messages, 2);
+        assert_memory_equal(buf_head(&cl.conn.out) + ES_PARTIAL_MIN + 4, "ok" CRLF2, 6);
+        fh_client_close(&cl);
+    }
+    /* A tail that only looks like a separator start ("\r\r"): the first
+     * '\r' cannot start it and goes out. */
+    fh_client cl;
+    fh_client_open(&cl, &echo_plugin, instance);
+    uint8_t m[ES_PARTIAL_MIN + 2];
+    memset(m, 'x', ES_PARTIAL_MIN);
+    memcpy(m + ES_PARTIAL_MIN, "\r\r", 2);
+    fh_client_feed(&cl, m, sizeof m);
+    assert_int_equal(cl.passed, ES_PARTIAL_MIN + 1);
+    assert_int_equal(cl.in.len, 1);
+    fh_client_feed(&cl, "\n\r\n", 3);
+    assert_int_equal(cl.messages, 1);
+    assert_int_equal(cl.conn.out.len, ES_PARTIAL_MIN + 5);
+    fh_client_close(&cl);
+    echo_plugin.fini(instance);
+}
+
+/* QUIT ends a message whose start was passed on: that message is not QUIT,
+ * however its rest reads; the next QUIT is. */
+static void test_partial_then_quit(void **state)
+{
+    (void)state;
+    void *instance = fh_init_ok(&echo_plugin, NULL, 0);
+    fh_client cl;
+    fh_client_open(&cl, &echo_plugin, instance);
+    feed_pattern(&cl, 20000, 4096, NULL);
+    assert_true(cl.passed > 0);
+    fh_client_feed(&cl, "QUIT" CRLF2, 8);
+    assert_int_equal(cl.messages, 1);
+    assert_int_equal(cl.conn.closes, 0);
+    assert_int_equal(cl.conn.out.len, 20008);
+    fh_client_feed(&cl, "QUIT" CRLF2, 8);
+    assert_int_equal(cl.messages, 2);
+    assert_int_equal(cl.conn.closes, 1);
+    fh_client_close(&cl);
+    echo_plugin.fini(instance);
+}
+
+/* A write the host refuses makes partial fail (the server closes). */
+static void test_partial_write_failure(void **state)
+{
+    (void)state;
+    void *instance = fh_init_ok(&echo_plugin, NULL, 0);
+    fh_client cl;
+    fh_client_open(&cl, &echo_plugin, instance);
+    uint8_t m[ES_PARTIAL_MIN];
+    memset(m, 'y', sizeof m);
+    assert_int_equal(echo_plugin.data_received(&cl.conn, cl.state, m, sizeof m), 0);
+    cl.conn.fail_write = 1;
+    assert_int_equal(echo_plugin.partial(&cl.conn, cl.state, m, sizeof m), -1);
+    /* Nothing to pass on (all of it may start the separator): nothing written. */
+    cl.conn.fail_write = 0;
+    size_t writes = cl.conn.writes;
+    assert_int_equal(echo_plugin.partial(&cl.conn, cl.state, (const uint8_t *)"\r\n\r", 3), 0);
+    assert_int_equal(cl.conn.writes, writes);
+    fh_client_close(&cl);
+    echo_plugin.fini(instance);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -365,6 +521,10 @@ int main(void)
         cmocka_unit_test(test_quit_custom_separator),
         cmocka_unit_test(test_binary_body),
         cmocka_unit_test(test_state_isolation),
+        cmocka_unit_test(test_partial_long_message),
+        cmocka_unit_test(test_partial_separator_split),
+        cmocka_unit_test(test_partial_then_quit),
+        cmocka_unit_test(test_partial_write_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,5 @@
 /* test_frame.c - unit tests of separator framing and escape decoding (lib/frame.c). */
+#define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -286,6 +287,114 @@ static void test_megabyte_byte_by_byte(void **state)
     free(m);
 }
 
+/* frame_pass on DATA (as a string) with separator SEP: passes WANT_PASS
+ * bytes and keeps the rest as already scanned. */
+static void pass_case(const char *sep, const char *data, size_t want_pass)
+{
+    frame_scan fs = scanner(sep, strlen(sep));
+    size_t len = strlen(data);
+    assert_int_equal(frame_next(&fs, (const uint8_t *)data, len), 0);
+    size_t n = frame_pass(&fs, (const uint8_t *)data, len);
+    if (n != want_pass)
+        fail_msg("frame_pass('%s', sep '%s') passed %zu, want %zu", data, sep, n, want_pass);
+    assert_int_equal(fs.scanned, len - n);
+}
+
+static void test_pass_keeps_separator_start(void **state)
+{
+    (void)state;
+    pass_case(CRLF2, "abcdef", 6);
+    pass_case(CRLF2, "abc\r", 3);
+    pass_case(CRLF2, "abc\r\n", 3);
+    pass_case(CRLF2, "abc\r\n\r", 3);
+    pass_case(CRLF2, "abc\n\r", 4);
+    pass_case(CRLF2, "abc\r\r", 4);
+    pass_case(CRLF2, "abc\r\n\n", 6);
+    pass_case(CRLF2, "\r\n", 0);
+    pass_case(CRLF2, "\r", 0);
+    pass_case(CRLF2, "", 0);
+    /* A separator that overlaps itself: the longest start is kept. */
+    pass_case("aab", "xaa", 1);
+    pass_case("aab", "xa", 1);
+    pass_case("aab", "aaa", 1);
+    pass_case("abab", "xxaba", 2);
+    /* A one-byte separator: nothing can start it, everything goes. */
+    pass_case("\n", "abc", 3);
+}
+
+/* The server's loop over a stream with passes: frame what is complete, and
+ * pass on the start of an unfinished message once MIN bytes of it wait.
+ * The messages end where a plain scan of the whole stream ends them, and
+ * what was passed plus the messages plus what waits is the stream. */
+static void pass_stream(const char *sep, const char *alphabet, size_t min, unsigned seed)
+{
+    size_t sep_len = strlen(sep), len = 6000, na = strlen(alphabet);
+    uint8_t *in = malloc(len), *out = malloc(len);
+    size_t *ends = malloc(len * sizeof *ends);
+    assert_non_null(in);
+    assert_non_null(out);
+    assert_non_null(ends);
+    unsigned x = seed;
+    for (size_t i = 0; i < len; i++) {
+        x = x * 1103515245u + 12345u;
+        in[i] = (uint8_t)alphabet[(x >> 16) % na];
+    }
+    size_t nends = 0;
+    for (size_t pos = 0;;) {
+        const uint8_t *hit = memmem(in + pos, len - pos, sep, sep_len);
+        if (hit == NULL)
+            break;
+        pos = (size_t)(hit - in) + sep_len;
+        ends[nends++] = pos;
+    }
+    frame_scan fs = scanner(sep, sep_len);
+    size_t start = 0, have = 0, nout = 0, found = 0, passed_any = 0;
+    while (have < len) {
+        x = x * 1103515245u + 12345u;
+        size_t piece = 1 + (x >> 16) % 97;
+        have = have + piece < len ? have + piece : len;
+        for (;;) {
+            size_t r = frame_next(&fs, in + start, have - start);
+            if (r == 0) {
+                if (have - start >= min) {
+                    size_t k = frame_pass(&fs, in + start, have - start);
+                    memcpy(out + nout, in + start, k);
+                    nout += k;
+                    start += k;
+                    passed_any += k > 0;
+                }
+                break;
+            }
+            memcpy(out + nout, in + start, r);
+            nout += r;
+            start += r;
+            if (found == nends || ends[found] != start)
+                fail_msg("sep '%s' seed %u: a message ended at %zu, want %zu", sep, seed, start,
+                         found < nends ? ends[found] : 0);
+            found++;
+        }
+    }
+    assert_int_equal(found, nends);
+    assert_true(passed_any > 0);
+    assert_int_equal(nout, start);
+    assert_memory_equal(out, in, nout);
+    free(in);
+    free(out);
+    free(ends);
+}
+
+static void test_pass_stream(void **state)
+{
+    (void)state;
+    for (unsigned seed = 1; seed <= 20; seed++) {
+        pass_stream(CRLF2, "\r\n\r\nx", 8, seed);
+        pass_stream(CRLF2, "\r\nab", 1, seed);
+        pass_stream("aab", "aab", 4, seed);
+        pass_stream("abab", "abx", 5, seed);
+        pass_stream("\n", "ab\nccccccc", 3, seed);
+    }
+}
+
 /* Decodes text into a fresh buffer, which must succeed with want. */
 static void unescape_ok(const char *text, const void *want, size_t want_len)
 {
@@ -424,6 +533,8 @@ int main(void)
         cmocka_unit_test(test_long_separator),
         cmocka_unit_test(test_scans_only_new_bytes),
         cmocka_unit_test(test_megabyte_byte_by_byte),
+        cmocka_unit_test(test_pass_keeps_separator_start),
+        cmocka_unit_test(test_pass_stream),
         cmocka_unit_test(test_unescape_plain),
         cmocka_unit_test(test_unescape_simple_escapes),
         cmocka_unit_test(test_unescape_hex),
