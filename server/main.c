@@ -153,6 +153,9 @@ static void reload(server *srv)
     if (g->cfg.threads != srv->nworkers)
         log_warn("reload: threads = %ld takes effect at the next start; %d worker threads "
                  "keep running", g->cfg.threads, srv->nworkers);
+    if (nc->io != oc->io && srv->io_override < 0)
+        log_warn("reload: io takes effect at the next start; the workers keep using %s",
+                 srv->io == IO_URING ? "io_uring" : "epoll");
     log_threshold = g->cfg.log_level;
     log_set_target(g->cfg.log_target);
     g->older = srv->all;
