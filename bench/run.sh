@@ -184,6 +184,7 @@ start_server() {
     NSTART=$((NSTART + 1))
     log="$tmp/$kind.$NSTART.log"
     SRV_ERR=""
+    : > "$log"                  # there before the server's own redirection, for the grep below
     if [[ $kind == baseline ]]; then
         "${SERVER_PIN[@]}" "$BASELINE" -a 127.0.0.1:0 2> "$log" < /dev/null &
     else
@@ -537,6 +538,18 @@ if [[ -n $CHURN_POINTS ]]; then
 fi
 for kind in "${SERVERS[@]}"; do stop_pid "${SPID[$kind]}"; done
 
+# awaited_ready FD SECS WHAT ERRFILE LPID PID: reads loadgen's 'ready' line from FD within SECS;
+# without it, reports WHAT's stderr, stops both processes and fails.
+awaited_ready() {
+    local line=""
+    read -r -t "$2" -u "$1" line
+    [[ $line == ready ]] && return 0
+    echo "run.sh: $3 did not report ready against $kind:" >&2
+    sed 's/^/    /' "$4" >&2
+    FAILED=1
+    stop_pid "$5"; stop_pid "$6"
+    return 1
+}
 # wait_accepted PID PORT FD0 N: up to 60 s for the server to have accepted N connections; sets HELD.
 wait_accepted() {
     local deadline=$((SECONDS + 60))
@@ -560,15 +573,7 @@ elif (( IDLE_CONNS > 0 )); then
         lpid=$IDLE_PID
         lin=${IDLE[0]} lout=${IDLE[1]}
         PIDS+=("$lpid")
-        line=""
-        read -r -t 60 -u "$lin" line
-        if [[ $line != ready ]]; then
-            echo "run.sh: loadgen --idle did not report ready against $kind:" >&2
-            sed 's/^/    /' "$tmp/idle.err" >&2
-            FAILED=1
-            stop_pid "$lpid"; stop_pid "$pid"
-            continue
-        fi
+        awaited_ready "$lin" 60 "loadgen --idle" "$tmp/idle.err" "$lpid" "$pid" || continue
         # The client side is connected; wait until the server has accepted every connection.
         wait_accepted "$pid" "$SRV_PORT" "$fd0" "$IDLE_CONNS"
         rss1=$(rss_kb "$pid")
@@ -618,15 +623,7 @@ elif (( MANY_CONNS > 0 )); then
         lpid=$MANY_PID
         lin=${MANY[0]} lout=${MANY[1]}
         PIDS+=("$lpid")
-        line=""
-        read -r -t 120 -u "$lin" line
-        if [[ $line != ready ]]; then
-            echo "run.sh: loadgen --rate-per-conn did not report ready against $kind:" >&2
-            sed 's/^/    /' "$tmp/many.err" >&2
-            FAILED=1
-            stop_pid "$lpid"; stop_pid "$pid"
-            continue
-        fi
+        awaited_ready "$lin" 120 "loadgen --rate-per-conn" "$tmp/many.err" "$lpid" "$pid" || continue
         wait_accepted "$pid" "$SRV_PORT" "$fd0" "$MANY_CONNS"
         if (( HELD < MANY_CONNS )); then
             echo "run.sh: $kind holds $HELD of $MANY_CONNS connections after 60 s" >&2
