@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -1526,6 +1527,620 @@ static void test_access_control(void **state)
         HS_FAIL("no debug line about the refused peer 127.0.0.2");
 }
 
+/* ---- the I/O back end: [server] io and --io ---------------------------------------------- */
+
+/* io_uring instances PID holds (anon_inode:[io_uring] in /proc/PID/fd), or -1. */
+static int uring_fd_count(pid_t pid)
+{
+    char dir[64];
+    DIR *d;
+    int n = 0;
+
+    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+    d = opendir(dir);
+    if (d == NULL)
+        return -1;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        char path[sizeof dir + sizeof e->d_name];
+        char target[64];
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        ssize_t len = readlink(path, target, sizeof target - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        n += strcmp(target, "anon_inode:[io_uring]") == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Starts echosrv with exactly ARGS: the --io the harness adds for ECHOSRV_TEST_IO (to every
+ * spawn, hs_spawn_exact() included) is set aside for this one, so that the back end is what
+ * ARGS and the INI file ask for. Returns the server once it listens; or NULL once it exited,
+ * with its wait status in *STATUS and its output in *OUT (the caller frees it). Fails the test
+ * if neither happens within HS_READY_MS. */
+static struct hs_proc *io_start(const char *const args[], int *status, char **out)
+{
+    const char *v = getenv("ECHOSRV_TEST_IO");
+    char *saved = v != NULL ? strdup(v) : NULL;
+    struct hs_proc *p;
+
+    assert_true(v == NULL || saved != NULL);
+    unsetenv("ECHOSRV_TEST_IO");
+    p = hs_spawn_exact(args, 0);
+    if (saved != NULL) {
+        setenv("ECHOSRV_TEST_IO", saved, 1);
+        free(saved);
+    }
+    assert_non_null(p);
+    if (hs_wait_listening(p, 1, HS_READY_MS) == 0)
+        return p;
+    *status = hs_wait_exit(p, STOP_MS);
+    if (*status < 0) {
+        hs_dump_output(p, "neither listening nor gone");
+        HS_FAIL("echosrv neither listened nor exited within %d ms", HS_READY_MS + STOP_MS);
+    }
+    *out = hs_output(p);
+    assert_non_null(*out);
+    hs_proc_free(p);
+    return NULL;
+}
+
+/* Asserts that SRV (started for WHAT) logged exactly one 'io: ' line, the one that begins
+ * with LOGGED (the message with its opening quote: msg="io: ...), that it holds an io_uring
+ * instance if and only if URING says so, and that it echoes. */
+static void assert_running(struct hs_ctx *c, struct hs_proc *srv, const char *what,
+                           const char *logged, bool uring)
+{
+    char *out = hs_output(srv);
+    char msg[200];
+
+    assert_non_null(out);
+    int lines = count_of(out, "msg=\"io: ");
+    bool found = strstr(out, logged) != NULL;
+    int rings = uring_fd_count(hs_pid(srv));
+    free(out);
+    if (lines != 1 || !found) {
+        hs_dump_output(srv, "start-up");
+        HS_FAIL("%s: expected the line %s...; found %d 'io: ' line(s), %s", what, logged, lines,
+                found ? "that one among them" : "none of them that one");
+    }
+    if (rings < 0)
+        HS_FAIL("%s: cannot read /proc/%d/fd: %s", what, (int)hs_pid(srv), strerror(errno));
+    /* The log must not lie: io_uring workers hold their rings, epoll ones none. */
+    if (uring ? rings < 1 : rings != 0)
+        HS_FAIL("%s: logged %s...\" but the process holds %d io_uring instance(s)", what, logged,
+                rings);
+    int fd = conn(c, hs_addr(srv, 0));
+    snprintf(msg, sizeof msg, "%s" SEP, what);
+    if (hs_ping(fd, msg, IO_MS) < 0)
+        HS_FAIL("%s: no echo", what);
+    echo_pattern(fd, 256 * 1024, 2801);
+    hs_ctx_untrack_close(c, fd);
+}
+
+/* assert_running(), then SRV must stop cleanly on SIGTERM. Frees SRV. */
+static void assert_backend(struct hs_ctx *c, struct hs_proc *srv, const char *what,
+                           const char *logged, bool uring)
+{
+    assert_running(c, srv, what, logged, uring);
+    stop_ok(srv, what);
+    hs_proc_free(srv);
+}
+
+/* Whether echosrv runs io_uring here (1) or refuses it (0), as echosrv itself found when first
+ * asked (expect_io()); -1 until then. */
+static int uring_ok = -1;
+
+enum io_want { WANT_EPOLL, WANT_URING, WANT_AUTO };
+
+static void expect_io(struct hs_ctx *c, const char *const args[], enum io_want want,
+                      const char *what);
+
+/* Sets uring_ok, asking echosrv (--io io_uring on CONF) if nobody has yet. */
+static void learn_uring(struct hs_ctx *c, const char *conf)
+{
+    if (uring_ok < 0) {
+        const char *args[] = { "--allow-root", "-c", conf, "--io", "io_uring", NULL };
+        expect_io(c, args, WANT_URING, "probe: --io io_uring");
+    }
+}
+
+/* Starts echosrv with exactly ARGS (io_start()), which ask (as WHAT says) for the back end
+ * WANT, and asserts the outcome. epoll: it serves with epoll. io_uring: either it serves with
+ * io_uring, or (a kernel without it) it exits 1 with an error naming io_uring and never
+ * listens; the first answer is kept in uring_ok and later ones must agree. auto: it serves,
+ * with io_uring exactly when io_uring is usable, else with epoll, saying why. The serving
+ * cases are checked by assert_backend(). */
+static void expect_io(struct hs_ctx *c, const char *const args[], enum io_want want,
+                      const char *what)
+{
+    int status = -1;
+    char *out = NULL;
+    struct hs_proc *srv = io_start(args, &status, &out);
+
+    if (want == WANT_URING) {
+        int ok = srv != NULL;
+        if (uring_ok >= 0 && ok != uring_ok) {
+            if (out != NULL)
+                hs_dump_lines(what, out, strlen(out));
+            free(out);
+            HS_FAIL("%s: echosrv %s io_uring now, but %s it before", what,
+                    ok ? "runs" : "refuses", uring_ok ? "ran" : "refused");
+        }
+        uring_ok = ok;
+        if (srv != NULL) {
+            assert_backend(c, srv, what, "msg=\"io: io_uring\"", true);
+            return;
+        }
+        bool named = strstr(out, "echosrv: ") != NULL && strstr(out, "io_uring: ") != NULL;
+        bool listened = strstr(out, "listening on") != NULL;
+        fprintf(stderr, "# %s: echosrv refuses io_uring here\n", what);
+        hs_dump_lines("its output", out, strlen(out));
+        free(out);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 1)
+            HS_FAIL("%s: refused to start with wait status %d, expected exit 1", what, status);
+        if (!named)
+            HS_FAIL("%s: the refusal does not say why io_uring cannot be used", what);
+        if (listened)
+            HS_FAIL("%s: listened before refusing io_uring", what);
+        return;
+    }
+    if (srv == NULL) {
+        hs_dump_lines(what, out, strlen(out));
+        free(out);
+        HS_FAIL("%s: echosrv did not start (wait status %d)", what, status);
+    }
+    if (want == WANT_EPOLL) {
+        assert_backend(c, srv, what, "msg=\"io: epoll\"", false);
+        return;
+    }
+    /* auto: uring_ok is known by now (learn_uring() before any auto). */
+    assert_true(uring_ok >= 0);
+    if (uring_ok)
+        assert_backend(c, srv, what, "msg=\"io: io_uring\"", true);
+    else
+        assert_backend(c, srv, what, "msg=\"io: epoll (io_uring not available: ", false);
+}
+
+/* 28. --io epoll|io_uring|auto chooses the back end (logged as 'io: ...', and really run);
+ * io_uring where the kernel refuses it is a clear start-up error; a bad value is refused. */
+static void test_io_cli(void **state)
+{
+    struct hs_ctx *c = begin(state, __func__);
+
+    assert_int_equal(hs_write_config(c->conf, sizeof c->conf, c->dir, "io.ini", "127.0.0.1:0",
+                                     "%s", ""), 0);
+    const char *epoll[] = { "--allow-root", "-c", c->conf, "--io", "epoll", NULL };
+    expect_io(c, epoll, WANT_EPOLL, "--io epoll");
+    const char *uring[] = { "--allow-root", "-c", c->conf, "--io", "io_uring", NULL };
+    expect_io(c, uring, WANT_URING, "--io io_uring");
+    const char *autom[] = { "--allow-root", "-c", c->conf, "--io", "auto", NULL };
+    expect_io(c, autom, WANT_AUTO, "--io auto");
+    /* The last --io counts (the harness puts its own first, for ECHOSRV_TEST_IO). */
+    const char *twice[] = { "--allow-root", "-c", c->conf, "--io", "io_uring", "--io", "epoll",
+                            NULL };
+    expect_io(c, twice, WANT_EPOLL, "--io io_uring --io epoll");
+
+    /* A bad value: exit 2 naming it, before anything else. */
+    const char *bad[] = { "-c", c->conf, "--io", "bad", NULL };
+    char *out = run_expect(bad, 2);
+    bool named = strstr(out, "--io: 'bad' is not epoll, io_uring or auto") != NULL;
+    bool listened = strstr(out, "listening on") != NULL;
+    if (!named || listened)
+        hs_dump_lines("echosrv --io bad", out, strlen(out));
+    free(out);
+    if (!named)
+        HS_FAIL("echosrv --io bad: no \"--io: 'bad' is not epoll, io_uring or auto\"");
+    if (listened)
+        HS_FAIL("echosrv --io bad started listening");
+    const char *bad_t[] = { "-t", "-c", c->conf, "--io", "EPOLL", NULL };
+    out = run_expect(bad_t, 2);
+    named = strstr(out, "'EPOLL'") != NULL;
+    free(out);
+    if (!named)
+        HS_FAIL("echosrv -t --io EPOLL: the message does not name 'EPOLL'");
+    const char *missing[] = { "-c", c->conf, "--io", NULL };
+    free(run_expect(missing, 2));
+}
+
+/* 29. [server] io: used when no --io is given (auto by default); --io wins over it; a bad
+ * value is FILE:LINE: io: 'bad' ..., with -t and without, whatever --io says. */
+static void test_io_config(void **state)
+{
+    struct hs_ctx *c = begin(state, __func__);
+    const char *pd = hs_env_path("ES_PLUGIN_DIR");
+    static const char *const values[] = { "epoll", "io_uring", "auto", NULL };  /* NULL: no key */
+    static const enum io_want wants[] = { WANT_EPOLL, WANT_URING, WANT_AUTO, WANT_AUTO };
+    char text[1024];
+    char want[700];
+
+    assert_non_null(pd);
+    /* io = bad on line 6. */
+    snprintf(text, sizeof text, "[server]\nbind = 127.0.0.1:0\nthreads = 2\nplugin = echo\n"
+             "plugin_dir = %s\nio = bad\n", pd);
+    assert_int_equal(hs_write_file(c->conf, sizeof c->conf, c->dir, "bad_io.ini", "%s", text),
+                     0);
+    snprintf(want, sizeof want, "%s:6: io: 'bad' is not epoll, io_uring or auto", c->conf);
+    const char *check[] = { "-t", "-c", c->conf, NULL };
+    const char *run[] = { "-c", c->conf, NULL };
+    const char *run_io[] = { "-c", c->conf, "--io", "epoll", NULL };
+    const char *const *modes[] = { check, run, run_io };
+    static const char *const mode_names[] = { "-t -c", "-c", "-c ... --io epoll" };
+    for (int i = 0; i < 3; i++) {
+        char *out = run_expect(modes[i], 1);
+        bool ok = strstr(out, want) != NULL;
+        bool listened = strstr(out, "listening on") != NULL;
+        if (!ok || listened)
+            hs_dump_lines(mode_names[i], out, strlen(out));
+        free(out);
+        if (!ok)
+            HS_FAIL("echosrv %s bad_io.ini: expected '%s'", mode_names[i], want);
+        if (listened)
+            HS_FAIL("echosrv %s bad_io.ini: started listening", mode_names[i]);
+    }
+
+    /* The INI alone (no --io at all), then with --io naming the other back end. */
+    for (int i = 0; i < 4; i++) {
+        char what[96];
+        char name[32];
+        char conf[512];
+        if (values[i] != NULL)
+            snprintf(text, sizeof text, "[server]\nbind = 127.0.0.1:0\nthreads = 2\n"
+                     "plugin = echo\nplugin_dir = %s\nio = %s\n", pd, values[i]);
+        else
+            snprintf(text, sizeof text, "[server]\nbind = 127.0.0.1:0\nthreads = 2\n"
+                     "plugin = echo\nplugin_dir = %s\n", pd);
+        snprintf(name, sizeof name, "io%d.ini", i);
+        assert_int_equal(hs_write_file(conf, sizeof conf, c->dir, name, "%s", text), 0);
+        if (wants[i] != WANT_EPOLL)
+            learn_uring(c, conf);
+        snprintf(what, sizeof what, "io = %s", values[i] != NULL ? values[i] : "(none: auto)");
+        const char *alone[] = { "--allow-root", "-c", conf, NULL };
+        expect_io(c, alone, wants[i], what);
+        if (wants[i] == WANT_AUTO)
+            continue;
+        /* --io wins: io = epoll with --io io_uring, io = io_uring with --io epoll. */
+        bool to_uring = wants[i] == WANT_EPOLL;
+        snprintf(what, sizeof what, "io = %s, --io %s", values[i], to_uring ? "io_uring" : "epoll");
+        const char *over[] = { "--allow-root", "-c", conf, "--io", to_uring ? "io_uring" : "epoll",
+                               NULL };
+        expect_io(c, over, to_uring ? WANT_URING : WANT_EPOLL, what);
+    }
+}
+
+/* Writes c->conf (reload_io.ini): the standard [server] section with io = VALUE on line 6. */
+static void write_io_conf(struct hs_ctx *c, const char *value)
+{
+    const char *pd = hs_env_path("ES_PLUGIN_DIR");
+
+    assert_non_null(pd);
+    hs_ctx_write_conf(c, "reload_io.ini", "[server]\nbind = 127.0.0.1:0\nthreads = 2\n"
+                      "plugin = echo\nplugin_dir = %s\nio = %s\n", pd, value);
+}
+
+/* 30. A reload does not change the back end: io = epoll -> io_uring on SIGHUP logs that it
+ * waits for a restart (not when --io fixed it), the workers keep epoll and serve on; io = bad
+ * is refused, FILE:LINE named, like any bad file. */
+static void test_io_reload(void **state)
+{
+    static const char warn[] =
+        "reload: io takes effect at the next start; the workers keep using epoll";
+    struct hs_ctx *c = begin(state, __func__);
+    char want[700];
+
+    for (int cli = 0; cli < 2; cli++) {
+        const char *what = cli ? "io = epoll, --io epoll" : "io = epoll";
+        const char *plain[] = { "--allow-root", "-c", c->conf, NULL };
+        const char *fixed[] = { "--allow-root", "-c", c->conf, "--io", "epoll", NULL };
+        int status = -1;
+        char *out = NULL;
+
+        write_io_conf(c, "epoll");
+        struct hs_proc *srv = io_start(cli ? fixed : plain, &status, &out);
+        if (srv == NULL) {
+            hs_dump_lines(what, out, strlen(out));
+            free(out);
+            HS_FAIL("%s: echosrv did not start (wait status %d)", what, status);
+        }
+        assert_running(c, srv, what, "msg=\"io: epoll\"", false);
+        int fd = conn(c, hs_addr(srv, 0));
+        assert_int_equal(hs_ping(fd, "before" SEP, IO_MS), 0);
+
+        write_io_conf(c, "io_uring");
+        hs_reload(srv, 1);              /* the warning comes before the 'reloaded' line */
+        bool warned = hs_output_has(srv, warn);
+        int rings = uring_fd_count(hs_pid(srv));
+        if (warned != !cli)
+            hs_dump_output(srv, "reload");
+        if (!cli && !warned)
+            HS_FAIL("%s, reloaded with io = io_uring: no '%s'", what, warn);
+        if (cli && warned)
+            HS_FAIL("%s, reloaded with io = io_uring: a warning about io, which --io fixes", what);
+        if (rings != 0)
+            HS_FAIL("%s, reloaded with io = io_uring: %d io_uring instance(s) now", what, rings);
+        if (hs_ping(fd, "after" SEP, IO_MS) < 0)
+            HS_FAIL("%s: a connection from before the reload is not served after it", what);
+        int fresh = conn(c, hs_addr(srv, 0));
+        assert_int_equal(hs_ping(fresh, "new" SEP, IO_MS), 0);
+        hs_ctx_untrack_close(c, fresh);
+
+        write_io_conf(c, "bad");
+        snprintf(want, sizeof want,
+                 "reload refused: %s:6: io: 'bad' is not epoll, io_uring or auto", c->conf);
+        assert_int_equal(kill(hs_pid(srv), SIGHUP), 0);
+        if (hs_wait_output(srv, want, IO_MS) != 0) {
+            hs_dump_output(srv, "bad reload");
+            HS_FAIL("%s, reloaded with io = bad: no '%s'", what, want);
+        }
+        if (hs_ping(fd, "still" SEP, IO_MS) < 0)
+            HS_FAIL("%s: not served after a refused reload", what);
+        hs_ctx_untrack_close(c, fd);
+        stop_ok(srv, what);
+        hs_proc_free(srv);
+    }
+}
+
+/* ---- cut-through of long messages (the echo plugin's partial hook) -------------------------- */
+
+/* Reads what FD still brings until the peer closes (EOF or reset) or MS pass: the bytes go to
+ * BUF (CAP at most; more are counted, not kept), their number to *GOT. Returns 0 once closed,
+ * -1 on timeout or another error. */
+static int drain_until_closed(int fd, char *buf, size_t cap, int ms, size_t *got)
+{
+    long deadline = hs_now_ms() + ms;
+    char scratch[4096];
+
+    *got = 0;
+    for (;;) {
+        int left = (int)(deadline - hs_now_ms());
+        struct pollfd pfd = { fd, POLLIN, 0 };
+        if (left <= 0)
+            return -1;
+        int pr = poll(&pfd, 1, left);
+        if (pr < 0 && errno != EINTR)
+            return -1;
+        if (pr <= 0)
+            continue;
+        bool keep = *got < cap;
+        ssize_t n = recv(fd, keep ? buf + *got : scratch, keep ? cap - *got : sizeof scratch,
+                         MSG_DONTWAIT);
+        if (n == 0)
+            return 0;
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                continue;
+            return errno == ECONNRESET ? 0 : -1;
+        }
+        *got += (size_t)n;
+    }
+}
+
+/* 31. A long message comes back as it comes: most of 64 KiB without a separator is echoed
+ * before the separator is sent, the rest after it, byte for byte; a tail that may be the
+ * start of the separator is held, so a separator split across sends still ends the message. */
+static void test_cut_through(void **state)
+{
+    enum { LONG = 64 * 1024, SOON = 32 * 1024 };
+    struct hs_ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start_default(c, "");
+    int fd = conn(c, hs_addr(srv, 0));
+    char *out = malloc(LONG + SEPLEN);
+    char *in = malloc(LONG + SEPLEN);
+
+    assert_non_null(out);
+    assert_non_null(in);
+    hs_fill_pattern(out, LONG, 3001);
+    memcpy(out + LONG, SEP, SEPLEN);
+    assert_int_equal(hs_send_all(fd, out, LONG, IO_MS), 0);
+    if (hs_recv_exact(fd, in, SOON, IO_MS) != SOON)
+        HS_FAIL("the first 32 KiB of a 64 KiB message without its separator did not come back "
+                "within %d ms (no cut-through): %s", IO_MS, strerror(errno));
+    assert_int_equal(hs_send_all(fd, SEP, SEPLEN, IO_MS), 0);
+    if (hs_recv_exact(fd, in + SOON, LONG + SEPLEN - SOON, IO_MS) != LONG + SEPLEN - SOON)
+        HS_FAIL("the rest of the 64 KiB message did not come back after its separator: %s",
+                strerror(errno));
+    assert_true(hs_same_bytes("64 KiB message echoed in two parts", out, in, LONG + SEPLEN));
+    hs_assert_quiet(fd, 100);
+
+    /* The message ends in "\r\n\r": that tail must wait for the last "\n". */
+    hs_fill_pattern(out, LONG - 3, 3002);
+    memcpy(out + LONG - 3, SEP, SEPLEN);
+    assert_int_equal(hs_send_all(fd, out, LONG, IO_MS), 0);
+    if (hs_recv_exact(fd, in, SOON, IO_MS) != SOON)
+        HS_FAIL("the second long message: its first 32 KiB did not come back before its end: %s",
+                strerror(errno));
+    assert_int_equal(hs_send_all(fd, "\n", 1, IO_MS), 0);
+    if (hs_recv_exact(fd, in + SOON, LONG + 1 - SOON, IO_MS) != LONG + 1 - SOON)
+        HS_FAIL("a separator split as \"\\r\\n\\r\" + \"\\n\" after a long message did not end "
+                "it: %s", strerror(errno));
+    assert_true(hs_same_bytes("long message with a split separator", out, in, LONG + 1));
+    hs_assert_quiet(fd, 100);
+    free(out);
+    free(in);
+    assert_int_equal(hs_ping(fd, "after two long messages" SEP, IO_MS), 0);
+}
+
+/* 32. A client may write a whole 16 MiB message (max_message = 32M) before it reads a byte:
+ * the server, which echoes its start as it comes, keeps reading; then the whole echo comes. */
+static void test_cut_through_writer(void **state)
+{
+    enum { BODY = 16 * 1024 * 1024, LEN = BODY + SEPLEN };
+    struct hs_ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start_default(c, "max_message = 32M\n");
+    int fd = conn(c, hs_addr(srv, 0));
+    char *out = malloc(LEN);
+    char *in = malloc(LEN);
+    size_t sent = 0;
+
+    assert_non_null(out);
+    assert_non_null(in);
+    hs_fill_pattern(out, BODY, 3101);
+    memcpy(out + BODY, SEP, SEPLEN);
+    /* Small buffers on our side, so that a server that stops reading is found out well
+     * before 16 MiB, whatever the kernel's autotuning allows. */
+    int small = 64 * 1024;
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    long t0 = hs_now_ms();
+    long deadline = t0 + 10000;
+    while (sent < LEN) {
+        int left = (int)(deadline - hs_now_ms());
+        if (left <= 0)
+            HS_FAIL("writing a 16 MiB message without reading stalled after %zu bytes for 10 s: "
+                    "the server stopped reading a message whose start it had echoed", sent);
+        ssize_t n = send(fd, out + sent, LEN - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            sent += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            HS_FAIL("send failed after %zu bytes: %s", sent, strerror(errno));
+        struct pollfd pfd = { fd, POLLOUT, 0 };
+        poll(&pfd, 1, left);
+    }
+    long t1 = hs_now_ms();
+    ssize_t got = hs_recv_exact(fd, in, LEN, 10000);
+    long t2 = hs_now_ms();
+    fprintf(stderr, "# 16 MiB written in %ld ms without reading; its echo read in %ld ms\n",
+            t1 - t0, t2 - t1);
+    if (got != LEN)
+        HS_FAIL("the echo of the 16 MiB message: %zd of %d bytes: %s", got, (int)LEN,
+                got < 0 ? strerror(errno) : "closed");
+    bool same = hs_same_bytes("16 MiB echo", out, in, LEN);
+    free(out);
+    free(in);
+    assert_true(same);
+    hs_assert_quiet(fd, 100);
+    assert_int_equal(hs_ping(fd, "after 16 MiB" SEP, IO_MS), 0);
+}
+
+/* The rest of a message past max_message (MAX): sends OUT[FROM..LEN) to FD, which has echoed
+ * the first ECHOED bytes already (in IN, LEN bytes of room), and asserts that the server closes
+ * the connection with no more than MAX bytes of the message echoed in all, each the one sent
+ * (so a separator at its end never comes back). WHAT names the message. */
+static void finish_past_max(int fd, const char *out, size_t from, size_t len, char *in,
+                            size_t echoed, size_t max, const char *what)
+{
+    size_t more = 0;
+
+    hs_send_all(fd, out + from, len - from, IO_MS);    /* may fail once the server resets */
+    int r = drain_until_closed(fd, in + echoed, len - echoed, 3000, &more);
+    size_t got = echoed + more;
+    if (r != 0)
+        HS_FAIL("%s (max_message = %zu) did not close the connection within 3 s (%zu bytes "
+                "came back)", what, max, got);
+    if (got > max)
+        HS_FAIL("%s (max_message = %zu): %zu bytes of it came back", what, max, got);
+    assert_true(hs_same_bytes(what, out, in, got < len ? got : len));
+}
+
+/* 33. max_message bounds a message whose start was echoed already: with max_message = 64K,
+ * 100 KiB without a separator, or 70 KiB with one, close the connection after their first
+ * 32 KiB came back, and no more than 64 KiB of them come back; messages up to 64 KiB,
+ * separator included, are still echoed whole, 64 KiB + 1 is not. */
+static void test_cut_through_max_message(void **state)
+{
+    enum { MAX = 64 * 1024, FIRST = 40 * 1024, SOON = 32 * 1024, TOTAL = 100 * 1024,
+           ENDED = 70 * 1024 };
+    struct hs_ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start_default(c, "max_message = 64K\n");
+    int b = conn(c, hs_addr(srv, 0));
+    char *out = malloc(TOTAL);
+    char *in = malloc(TOTAL);
+
+    assert_non_null(out);
+    assert_non_null(in);
+    assert_int_equal(hs_ping(b, "before" SEP, IO_MS), 0);
+    for (int ended = 0; ended < 2; ended++) {
+        size_t len = ended ? ENDED : TOTAL;
+        const char *what = ended ? "a 70 KiB message" : "100 KiB without a separator";
+        int a = conn(c, hs_addr(srv, 0));
+        hs_fill_pattern(out, len, 3301 + (unsigned)ended);
+        if (ended)
+            memcpy(out + len - SEPLEN, SEP, SEPLEN);
+        assert_int_equal(hs_send_all(a, out, FIRST, IO_MS), 0);
+        if (hs_recv_exact(a, in, SOON, IO_MS) != SOON)
+            HS_FAIL("%s: its first 32 KiB did not come back before the rest was sent: %s", what,
+                    strerror(errno));
+        finish_past_max(a, out, FIRST, len, in, SOON, MAX, what);
+        hs_ctx_untrack_close(c, a);
+    }
+    if (hs_wait_output(srv, "exceeds max_message (65536 bytes) without an end", IO_MS) != 0) {
+        hs_dump_output(srv, "no max_message warning");
+        HS_FAIL("no warning 'exceeds max_message (65536 bytes) without an end'");
+    }
+    assert_int_equal(hs_ping(b, "after" SEP, IO_MS), 0);
+
+    /* 60 KiB and exactly 64 KiB (separator included) are echoed whole; 64 KiB + 1 is not. */
+    echo_pattern(b, 60 * 1024, 3303);
+    echo_pattern(b, MAX - SEPLEN, 3304);
+    hs_assert_quiet(b, 100);
+    int d = conn(c, hs_addr(srv, 0));
+    hs_fill_pattern(out, MAX + 1 - SEPLEN, 3305);
+    memcpy(out + MAX + 1 - SEPLEN, SEP, SEPLEN);
+    finish_past_max(d, out, 0, MAX + 1, in, 0, MAX, "a 65537-byte message");
+    free(out);
+    free(in);
+    assert_int_equal(hs_ping(b, "still served" SEP, IO_MS), 0);
+}
+
+/* Asserts that FD stays open after WHAT was echoed: nothing more within 100 ms, then a ping. */
+static void assert_open_after(int fd, const char *what)
+{
+    int r = hs_wait_closed(fd, 100);
+
+    if (r == 0)
+        HS_FAIL("the connection was closed after %s", what);
+    if (r == 1)
+        HS_FAIL("unexpected bytes after the echo of %s", what);
+    if (hs_ping(fd, "still open" SEP, IO_MS) < 0)
+        HS_FAIL("no echo after %s", what);
+}
+
+/* 34. QUIT ends a connection only as a whole message: "QUIT" after a long start that went
+ * back already is the end of that message (echoed, the connection stays); QUIT alone closes. */
+static void test_cut_through_quit(void **state)
+{
+    enum { LONG = 20000, WHOLE = 12 * 1024, SOON = 8192 };
+    struct hs_ctx *c = begin(state, __func__);
+    struct hs_proc *srv = start_default(c, "");
+    int fd = conn(c, hs_addr(srv, 0));
+    char want[LONG + 8];
+    char got[LONG + 8];
+
+    memset(want, 'x', LONG);
+    memcpy(want + LONG, "QUIT" SEP, 8);
+    assert_int_equal(hs_send_all(fd, want, LONG, IO_MS), 0);
+    if (hs_recv_exact(fd, got, SOON, IO_MS) != SOON)
+        HS_FAIL("no 8 KiB of 20000 'x' (no separator) came back: %s", strerror(errno));
+    assert_int_equal(hs_send_all(fd, "QUIT" SEP, 8, IO_MS), 0);
+    if (hs_recv_exact(fd, got + SOON, LONG + 8 - SOON, IO_MS) != LONG + 8 - SOON)
+        HS_FAIL("20000 'x' + QUIT: the echo did not complete: %s", strerror(errno));
+    assert_true(hs_same_bytes("20000 'x' + QUIT", want, got, LONG + 8));
+    assert_open_after(fd, "a 20004-byte message ending in QUIT");
+
+    /* All 12 KiB (one read) go back before QUIT comes: the plugin's response gets just
+     * "QUIT" + separator, and must know it ends a longer message. */
+    assert_int_equal(hs_send_all(fd, want, WHOLE, IO_MS), 0);
+    if (hs_recv_exact(fd, got, WHOLE, IO_MS) != WHOLE)
+        HS_FAIL("12 KiB of 'x' (no separator) did not all come back: %s", strerror(errno));
+    assert_true(hs_same_bytes("12 KiB of 'x'", want, got, WHOLE));
+    assert_int_equal(hs_send_all(fd, "QUIT" SEP, 8, IO_MS), 0);
+    assert_int_equal(hs_recv_exact(fd, got, 8, IO_MS), 8);
+    assert_memory_equal(got, "QUIT" SEP, 8);
+    assert_open_after(fd, "a 12292-byte message whose last part was QUIT");
+
+    /* QUIT alone still closes. */
+    assert_int_equal(hs_send_all(fd, "QUIT" SEP, 8, IO_MS), 0);
+    assert_int_equal(hs_recv_exact(fd, got, 8, IO_MS), 8);
+    assert_memory_equal(got, "QUIT" SEP, 8);
+    if (hs_wait_closed(fd, 2000) != 0)
+        HS_FAIL("QUIT after long messages did not close the connection within 2 s");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1556,6 +2171,13 @@ int main(void)
         HS_CTX_TEST(test_listener_config_errors),
         HS_CTX_TEST(test_listener_max_connections),
         HS_CTX_TEST(test_access_control),
+        HS_CTX_TEST(test_io_cli),
+        HS_CTX_TEST(test_io_config),
+        HS_CTX_TEST(test_io_reload),
+        HS_CTX_TEST(test_cut_through),
+        HS_CTX_TEST(test_cut_through_writer),
+        HS_CTX_TEST(test_cut_through_max_message),
+        HS_CTX_TEST(test_cut_through_quit),
     };
 
     if (hs_process_init() < 0)
