@@ -202,7 +202,7 @@ start_server() {
             return 0
         fi
         if ! kill -0 "$SRV_PID" 2>/dev/null; then
-            # echosrv says why on a line of its own: "echosrv: io = io_uring: ..."
+            # echosrv says why on a line of its own: "echosrv: --io io_uring: ..."
             SRV_ERR=$(grep -m1 -E '^(echosrv|baseline): ' "$log" | sed -E 's/^(echosrv|baseline): //')
             [[ -n $SRV_ERR ]] || SRV_ERR="exited before listening: $(tail -1 "$log")"
         elif (( SECONDS >= deadline )); then

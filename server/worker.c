@@ -606,7 +606,8 @@ static int worker_pick_io(server *srv, const config *cfg, char *err, size_t errl
         return 0;
     }
     if (want == IO_URING) {
-        snprintf(err, errlen, "io = io_uring: %s", why);
+        snprintf(err, errlen, "%s: %s", srv->io_override >= 0 ? "--io io_uring" : "io = io_uring",
+                 why);
         return -1;
     }
     srv->io = IO_EPOLL;

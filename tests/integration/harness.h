@@ -58,7 +58,9 @@ int hs_write_plugin_config(char *out, size_t cap, const char *dir, const char *n
  * and hard) in the child before exec. Returns NULL on failure. Free with hs_proc_free(). */
 struct hs_proc *hs_spawn(const char *const args[], long nofile);
 
-/* hs_spawn() with exactly ARGS (no --allow-root): for the tests of running as root. */
+/* hs_spawn() with exactly ARGS (no --allow-root): for the tests of running as root. Like every
+ * spawn of echosrv here, it puts `--io $ECHOSRV_TEST_IO` first when that variable is set (the
+ * suite runs under each back end); a later --io in ARGS wins. */
 struct hs_proc *hs_spawn_exact(const char *const args[], long nofile);
 
 #define HS_MAX_PASS_FDS 8       /* fds hs_spawn_with() can pass */
