@@ -5,6 +5,27 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Below this many bytes to search, with a separator of at most
+ * SHORT_SEP_MAX bytes, the separator's last byte is looked for with memchr
+ * and the rest compared: a small message costs a few instructions, where
+ * memmem first clears a 256-byte shift table. At most SHORT_SEP_MAX - 1
+ * compares per byte, so the scan stays linear; longer spans go to memmem
+ * (Two-Way). */
+#define SHORT_SPAN 256
+#define SHORT_SEP_MAX 16
+
+static const uint8_t *find_short(const uint8_t *hay, size_t n, const uint8_t *sep, size_t m)
+{
+    const uint8_t *p = hay + m - 1, *end = hay + n;
+    uint8_t last = sep[m - 1];
+    while (p < end && (p = memchr(p, last, (size_t)(end - p))) != NULL) {
+        if (memcmp(p - (m - 1), sep, m - 1) == 0)
+            return p - (m - 1);
+        p++;
+    }
+    return NULL;
+}
+
 size_t frame_next(frame_scan *fs, const uint8_t *data, size_t len)
 {
     size_t from = fs->scanned >= fs->sep_len ? fs->scanned - (fs->sep_len - 1) : 0;
@@ -12,7 +33,9 @@ size_t frame_next(frame_scan *fs, const uint8_t *data, size_t len)
         fs->scanned = len;
         return 0;
     }
-    const uint8_t *hit = memmem(data + from, len - from, fs->sep, fs->sep_len);
+    const uint8_t *hit = len - from <= SHORT_SPAN && fs->sep_len <= SHORT_SEP_MAX
+                             ? find_short(data + from, len - from, fs->sep, fs->sep_len)
+                             : memmem(data + from, len - from, fs->sep, fs->sep_len);
     if (hit == NULL) {
         fs->scanned = len;
         return 0;

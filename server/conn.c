@@ -19,6 +19,7 @@
 #include "proxy.h"
 #include "metrics.h"
 #include "server.h"
+#include "sys.h"
 #include "uring.h"
 
 static int conn_start(es_conn *c);
@@ -312,7 +313,7 @@ static void conn_linger(es_conn *c)
 static ssize_t conn_send(es_conn *c, const uint8_t *p, size_t len)
 {
     if (c->ssl == NULL)
-        return send(c->fd, p, len, MSG_NOSIGNAL);
+        return sys_send(c->fd, p, len, MSG_NOSIGNAL);
     ERR_clear_error();
     int n = SSL_write(c->ssl, p, len > INT_MAX ? INT_MAX : (int)len);
     if (n > 0)
@@ -338,7 +339,7 @@ static ssize_t conn_send(es_conn *c, const uint8_t *p, size_t len)
 static ssize_t conn_recv(es_conn *c, uint8_t *dst, size_t room)
 {
     if (c->ssl == NULL)
-        return recv(c->fd, dst, room, 0);
+        return sys_recv(c->fd, dst, room, 0);
     c->flags &= (uint16_t)~(CF_TLS_MORE | CF_TLS_RWW);
     size_t got = 0;
     while (room - got >= TLS_RECORD_MAX) {
@@ -632,7 +633,7 @@ static int conn_read_once(es_conn *c)
 {
     worker *w = c->w;
     if (c->flags & CF_LINGER) {
-        ssize_t n = recv(c->fd, w->rbuf, READ_BUF_SIZE, 0);
+        ssize_t n = sys_recv(c->fd, w->rbuf, READ_BUF_SIZE, 0);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
             conn_destroy(c);
             return -1;

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
+#include "sys.h"
 #include "uring.h"
 
 #define MAX_EVENTS 256
@@ -511,11 +512,11 @@ static void *worker_main(void *arg)
                 break;
             if (ready == 0)
                 continue;
-            n = epoll_wait(w->epfd, evs, MAX_EVENTS, 0);
+            n = sys_epoll_wait(w->epfd, evs, MAX_EVENTS, 0);
             if (n > 0)
                 uring_epoll_again(w);
         } else {
-            n = epoll_wait(w->epfd, evs, MAX_EVENTS, timeout);
+            n = sys_epoll_wait(w->epfd, evs, MAX_EVENTS, timeout);
             w->now = worker_now_ms();
         }
         if (n < 0) {

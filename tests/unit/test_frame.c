@@ -287,6 +287,37 @@ static void test_megabyte_byte_by_byte(void **state)
     free(m);
 }
 
+/* frame_next in one call against a plain memmem, for data of every length
+ * around the short-span limit and separators around the short-separator
+ * limit, over a small alphabet so that near-misses abound. */
+static void test_matches_memmem(void **state)
+{
+    (void)state;
+    uint8_t data[600], sep[24];
+    unsigned x = 7;
+    for (size_t sep_len = 1; sep_len <= sizeof sep; sep_len++) {
+        for (size_t len = 0; len <= sizeof data; len += 1 + len / 64) {
+            for (int trial = 0; trial < 4; trial++) {
+                for (size_t i = 0; i < sep_len; i++) {
+                    x = x * 1103515245u + 12345u;
+                    sep[i] = (uint8_t)"ab\r\n"[(x >> 16) % (trial < 2 ? 2 : 4)];
+                }
+                for (size_t i = 0; i < len; i++) {
+                    x = x * 1103515245u + 12345u;
+                    data[i] = (uint8_t)"ab\r\n"[(x >> 16) % (trial < 2 ? 2 : 4)];
+                }
+                const uint8_t *hit = memmem(data, len, sep, sep_len);
+                size_t want = hit == NULL ? 0 : (size_t)(hit - data) + sep_len;
+                frame_scan fs = {.sep = sep, .sep_len = sep_len, .scanned = 0};
+                size_t got = frame_next(&fs, data, len);
+                if (got != want)
+                    fail_msg("sep_len %zu len %zu trial %d: frame %zu, memmem says %zu", sep_len,
+                             len, trial, got, want);
+            }
+        }
+    }
+}
+
 /* frame_pass on DATA (as a string) with separator SEP: passes WANT_PASS
  * bytes and keeps the rest as already scanned. */
 static void pass_case(const char *sep, const char *data, size_t want_pass)
@@ -533,6 +564,7 @@ int main(void)
         cmocka_unit_test(test_long_separator),
         cmocka_unit_test(test_scans_only_new_bytes),
         cmocka_unit_test(test_megabyte_byte_by_byte),
+        cmocka_unit_test(test_matches_memmem),
         cmocka_unit_test(test_pass_keeps_separator_start),
         cmocka_unit_test(test_pass_stream),
         cmocka_unit_test(test_unescape_plain),
