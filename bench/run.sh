@@ -273,7 +273,10 @@ measure_iperf3() {
     t=$(awk -v d="$DURATION" 'BEGIN { t = int(d + 0.5); print (t < 1 ? 1 : t) }')
     for try in 1 2 3; do
         port=$("$LOADGEN" --free-port) || return 1
-        # --forceflush: the "Server listening" line reaches the file at once
+        # --forceflush: the "Server listening" line reaches the file at once. The file is
+        # emptied here first: the child's own '>' may come after the first grep below, which
+        # would then read the previous round's line.
+        : > "$tmp/iperf3-s.log"
         "${SERVER_PIN[@]}" "$IPERF3" -s -1 -B 127.0.0.1 -p "$port" --forceflush \
             > "$tmp/iperf3-s.log" 2>&1 < /dev/null &
         spid=$!
