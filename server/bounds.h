@@ -19,5 +19,6 @@
 #define URING_TX_KEEP 64              /* io_uring: sends kept for reuse per worker */
 #define URING_SQ_ENTRIES 1024         /* io_uring: submission queue of a worker */
 #define URING_CQ_ENTRIES 8192         /* io_uring: completion queue of a worker */
+#define URING_REPLY_WAIT_US 1000      /* io_uring: longest wait before a reply's completion is seen */
 
 #endif

@@ -577,6 +577,8 @@ done:
 static int conn_eof(es_conn *c)
 {
     c->flags |= CF_EOF | CF_CLOSING;
+    if (c->flags & CF_URING)
+        uring_reap_soon(c->w);
     partial_leave(c);
     pool_put(c->w, &c->in);
     return conn_flush(c);
@@ -1269,6 +1271,8 @@ oom:
 static void host_close(es_conn *c)
 {
     c->flags |= CF_CLOSING;
+    if (c->flags & CF_URING)
+        uring_reap_soon(c->w);
 }
 
 static void host_log(const es_conn *c, enum es_log_level level, const char *fmt, ...)

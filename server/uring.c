@@ -25,6 +25,7 @@ int uring_worker_init(worker *w, char *err, size_t errlen)
 }
 void uring_worker_free(worker *w) { (void)w; }
 void uring_flush(worker *w) { (void)w; }
+void uring_reap_soon(worker *w) { (void)w; }
 int uring_wait(worker *w, int timeout_ms) { (void)w; (void)timeout_ms; return -1; }
 void uring_epoll_again(worker *w) { (void)w; }
 int uring_accept_start(worker *w) { (void)w; errno = ENOSYS; return -1; }
@@ -95,6 +96,8 @@ struct uring {
     uint32_t epoch;               /* of the accepts armed now */
     int epoll_armed;              /* the poll on w->epfd is in flight */
     int epoll_ready;              /* the epoll set may have events */
+    unsigned nowait_sends;        /* MSG_DONTWAIT sends prepared since the last reap: each
+                                   * completes during its submission (-EAGAIN included) */
     es_conn **rearm;              /* connections whose receive ran out of buffers */
     size_t nrearm, caprearm;
 };
@@ -333,6 +336,7 @@ int uring_send_span(es_conn *c, const uint8_t *p, size_t len, int bid)
          * kernel prepares with less work than a sendmsg. */
         io_uring_prep_send(sqe, c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         io_uring_sqe_set_data64(sqe, ud_conn(c, OP_SEND));
+        u->nowait_sends++;
         tx->sqe = sqe;
         tx->submits = u->submits;
         c->tx = tx;
@@ -470,6 +474,7 @@ static void reap(worker *w)
 {
     struct uring *u = w->ring;
     struct io_uring_cqe *batch[256];
+    u->nowait_sends = 0;
     for (int round = 0; round < 16; round++) {
         unsigned n = io_uring_peek_batch_cqe(&u->ring, batch, 256);
         if (n == 0)
@@ -508,7 +513,20 @@ int uring_wait(worker *w, int timeout_ms)
     u->epoll_ready = 0;
     struct io_uring_cqe *cqe;
     u->submits++;
-    int rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, tp, NULL);
+    /* Wait for one event beyond the completions of this turn's replies:
+     * sent with MSG_DONTWAIT, each completes while it is submitted, and
+     * waking up for it alone would cost a second io_uring_enter per
+     * message at light load. */
+    unsigned want = 1;
+    struct __kernel_timespec bound = {.tv_nsec = URING_REPLY_WAIT_US * 1000};
+    if (u->nowait_sends > 0 && !w->draining) {
+        want += u->nowait_sends < URING_CQ_ENTRIES / 2 ? u->nowait_sends : URING_CQ_ENTRIES / 2;
+        /* A reply that did not all leave (a client that does not read)
+         * is looked at again soon, whatever else happens. */
+        if (tp == NULL || tp->tv_sec > 0 || tp->tv_nsec > bound.tv_nsec)
+            tp = &bound;
+    }
+    int rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, want, tp, NULL);
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
         log_error("worker %d: io_uring_enter: %s", w->id, strerror(-rc));
         return -1;
@@ -516,6 +534,12 @@ int uring_wait(worker *w, int timeout_ms)
     w->now = worker_now_ms();
     reap(w);
     return u->epoll_ready || again;
+}
+
+void uring_reap_soon(worker *w)
+{
+    if (w->ring != NULL)
+        w->ring->nowait_sends = 0;
 }
 
 void uring_flush(worker *w)

@@ -37,6 +37,11 @@ int uring_wait(worker *w, int timeout_ms);
  * worker, between batches of events. */
 void uring_flush(worker *w);
 
+/* The next uring_wait() returns once anything has completed, the replies
+ * of this turn included: a connection now closing acts on its reply's
+ * completion. */
+void uring_reap_soon(worker *w);
+
 /* Have the worker poll its epoll set again after this turn, without
  * waiting: the last epoll_wait() returned events, and level-triggered
  * ones may still be pending. Owning worker. */
