@@ -5,12 +5,12 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Below this many bytes to search, with a separator of at most
- * SHORT_SEP_MAX bytes, the separator's last byte is looked for with memchr
- * and the rest compared: a small message costs a few instructions, where
- * memmem first clears a 256-byte shift table. At most SHORT_SEP_MAX - 1
- * compares per byte, so the scan stays linear; longer spans go to memmem
- * (Two-Way). */
+/* A separator of at most SHORT_SEP_MAX bytes is first looked for in the
+ * next SHORT_SPAN bytes with memchr on its last byte and a compare of the
+ * rest: a small message, alone or among pipelined ones, costs a few
+ * instructions, where memmem first clears a 256-byte shift table. That
+ * window costs at most SHORT_SEP_MAX - 1 compares per byte; past it, memmem
+ * (Two-Way) keeps a long message's scan linear whatever its bytes. */
 #define SHORT_SPAN 256
 #define SHORT_SEP_MAX 16
 
@@ -19,11 +19,29 @@ static const uint8_t *find_short(const uint8_t *hay, size_t n, const uint8_t *se
     const uint8_t *p = hay + m - 1, *end = hay + n;
     uint8_t last = sep[m - 1];
     while (p < end && (p = memchr(p, last, (size_t)(end - p))) != NULL) {
-        if (memcmp(p - (m - 1), sep, m - 1) == 0)
-            return p - (m - 1);
+        const uint8_t *start = p - (m - 1);
+        size_t k = 0;
+        while (k < m - 1 && start[k] == sep[k]) /* a few bytes: no call */
+            k++;
+        if (k == m - 1)
+            return start;
         p++;
     }
     return NULL;
+}
+
+static const uint8_t *find_sep(const uint8_t *hay, size_t n, const uint8_t *sep, size_t m)
+{
+    if (m > SHORT_SEP_MAX)
+        return memmem(hay, n, sep, m);
+    if (n <= SHORT_SPAN)
+        return find_short(hay, n, sep, m);
+    const uint8_t *hit = find_short(hay, SHORT_SPAN, sep, m);
+    if (hit != NULL)
+        return hit;
+    /* The rest, from the last position the window could not finish. */
+    size_t from = SHORT_SPAN - (m - 1);
+    return memmem(hay + from, n - from, sep, m);
 }
 
 size_t frame_next(frame_scan *fs, const uint8_t *data, size_t len)
@@ -33,9 +51,7 @@ size_t frame_next(frame_scan *fs, const uint8_t *data, size_t len)
         fs->scanned = len;
         return 0;
     }
-    const uint8_t *hit = len - from <= SHORT_SPAN && fs->sep_len <= SHORT_SEP_MAX
-                             ? find_short(data + from, len - from, fs->sep, fs->sep_len)
-                             : memmem(data + from, len - from, fs->sep, fs->sep_len);
+    const uint8_t *hit = find_sep(data + from, len - from, fs->sep, fs->sep_len);
     if (hit == NULL) {
         fs->scanned = len;
         return 0;

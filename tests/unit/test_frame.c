@@ -315,6 +315,19 @@ static void test_matches_memmem(void **state)
                              len, trial, got, want);
             }
         }
+    }    /* A separator at every place around the end of the memchr window, in
+     * a long span (the rest is searched with memmem). */
+    for (size_t sep_len = 1; sep_len <= 20; sep_len += 3) {
+        memset(sep, '\r', sep_len);
+        sep[sep_len - 1] = '\n';
+        for (size_t pos = 230; pos < 280; pos++) {
+            memset(data, '\r', sizeof data);
+            memcpy(data + pos, sep, sep_len);
+            frame_scan fs = {.sep = sep, .sep_len = sep_len, .scanned = 0};
+            size_t got = frame_next(&fs, data, sizeof data);
+            if (got != pos + sep_len)
+                fail_msg("sep_len %zu at %zu: frame %zu", sep_len, pos, got);
+        }
     }
 }
 
