@@ -341,10 +341,12 @@ int main(int argc, char **argv)
                 else
                     log_warn("SIGHUP while shutting down: ignored");
             } else if (level++ == 0) {
+                /* Stopped first, then said: whoever reads the line finds
+                 * /healthz answering 503 already. */
+                stop_accepting(&srv);
                 log_info("%s: shutting down (up to %ld s for replies in flight)",
                          strsignal((int)si.ssi_signo), grace);
                 notify_stopping("shutting down (%s)", strsignal((int)si.ssi_signo));
-                stop_accepting(&srv);
             } else {
                 log_warn("%s again: closing every connection now", strsignal((int)si.ssi_signo));
                 worker_stop_all(&srv, 2);
