@@ -397,7 +397,7 @@ static int conn_oom(es_conn *c, const char *doing)
 
 /* After a flush, common to both back ends: close once the last reply left
  * (or when draining and nothing is pending), and pause reading above the
- * high-water mark of queued output. Returns 0, or -1 when c was handed
+ * high-water mark of queued output (CF_PAUSED). Returns 0, or -1 when c was handed
  * to conn_linger(). */
 static int conn_settle(es_conn *c)
 {
@@ -409,6 +409,10 @@ static int conn_settle(es_conn *c)
         conn_linger(c);
         return -1;
     }
+    /* Closing once its reply's completion is in (io_uring): the worker
+     * must not sleep past that completion. */
+    if ((c->flags & CF_CLOSING) && (c->flags & CF_SENDING))
+        uring_reap_soon(c->w);
     /* A message whose start went out already (partial hook) is read to
      * its end, whatever its echo waits for: a peer that sends it whole
      * before reading would wait for us as we wait for it. Its rest is
@@ -577,8 +581,6 @@ done:
 static int conn_eof(es_conn *c)
 {
     c->flags |= CF_EOF | CF_CLOSING;
-    if (c->flags & CF_URING)
-        uring_reap_soon(c->w);
     partial_leave(c);
     pool_put(c->w, &c->in);
     return conn_flush(c);
@@ -1085,9 +1087,10 @@ static int conn_flush_uring(es_conn *c)
         conn_destroy(c);
         return -1;
     }
+    uint16_t was_paused = c->flags & CF_PAUSED;
     if (conn_settle(c) < 0)
         return -1;
-    if (c->flags & CF_PAUSED)
+    if ((c->flags & CF_PAUSED) && !was_paused)
         uring_recv_stop(c);
     if (uring_wants_read(c) && uring_recv_start(c) < 0) {
         conn_destroy(c);
@@ -1271,8 +1274,6 @@ oom:
 static void host_close(es_conn *c)
 {
     c->flags |= CF_CLOSING;
-    if (c->flags & CF_URING)
-        uring_reap_soon(c->w);
 }
 
 static void host_log(const es_conn *c, enum es_log_level level, const char *fmt, ...)
