@@ -20,5 +20,7 @@
 #define URING_SQ_ENTRIES 1024         /* io_uring: submission queue of a worker */
 #define URING_CQ_ENTRIES 8192         /* io_uring: completion queue of a worker */
 #define URING_REPLY_WAIT_US 1000      /* io_uring: longest wait before a reply's completion is seen */
+#define URING_QUIET_PROBE_MS 1000     /* io_uring: a connection whose read sent nothing is probed this late */
+#define URING_YIELD_MAX 16            /* io_uring: listeners whose accepts take turns among workers */
 
 #endif

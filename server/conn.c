@@ -176,7 +176,7 @@ static void partial_leave(es_conn *c)
     if (!(c->flags & CF_PARTIAL))
         return;
     list_remove(&c->w->partial[c->slot], c, offsetof(es_conn, plink));
-    c->flags &= (uint16_t)~CF_PARTIAL;
+    c->flags &= (uint32_t)~CF_PARTIAL;
 }
 
 /* After a read that left c->in holding the start of a message, or not:
@@ -199,6 +199,23 @@ static void partial_update(es_conn *c, int completed)
     c->flags |= CF_PARTIAL;
 }
 
+/* w->quiet (io_uring): connections whose last read sent nothing, probed
+ * once quiet for URING_QUIET_PROBE_MS (conn_probe). */
+static void quiet_leave(es_conn *c)
+{
+    if (!(c->flags & CF_QUIET))
+        return;
+    list_remove(&c->w->quiet, c, offsetof(es_conn, qlink));
+    c->flags &= (uint32_t)~CF_QUIET;
+}
+
+static void quiet_enter(es_conn *c)
+{
+    quiet_leave(c);
+    list_append(&c->w->quiet, c, offsetof(es_conn, qlink));
+    c->flags |= CF_QUIET;
+}
+
 /* Forget the replies gathered for the connection being handled. */
 static void stage_reset(worker *w)
 {
@@ -218,8 +235,14 @@ void conn_destroy(es_conn *c)
         stage_reset(w);
     conn_list_remove(list_of(c), c);
     partial_leave(c);
+    quiet_leave(c);
     SSL_free(c->ssl);
-    close(c->fd);
+    /* With io_uring operations in flight the descriptor stays open until
+     * they are over (conn_uring_free): some may not be submitted yet, and
+     * they name the socket by its number, which another worker's accept
+     * could otherwise be given in between. */
+    if (!(c->flags & (CF_RECVING | CF_SENDING)))
+        close(c->fd);
     pool_put(w, &c->in);
     pool_put(w, &c->out);
     free(c->peer_text);
@@ -227,8 +250,7 @@ void conn_destroy(es_conn *c)
     metrics_closed(c->stats);
     if (c->flags & (CF_RECVING | CF_SENDING)) {
         /* io_uring operations still point at c (and a send at its bytes):
-         * it waits in w->zombies for their completions. The socket itself
-         * closes when the last of them lets go of it. */
+         * it waits in w->zombies for their completions, cancelled. */
         uring_conn_cancel(c);
         c->flags |= CF_DEAD;
         c->ssl = NULL;
@@ -293,7 +315,7 @@ static void conn_linger(es_conn *c)
     conn_list_remove(list_of(c), c);
     partial_leave(c);
     c->flags |= CF_LINGER;
-    c->flags &= (uint16_t)~(CF_PAUSED | CF_TLS_RWW | CF_TLS_MORE);
+    c->flags &= (uint32_t)~(CF_PAUSED | CF_TLS_RWW | CF_TLS_MORE);
     c->last_active = w->now;
     conn_list_append(&w->linger, c);
     pool_put(w, &c->in);
@@ -340,7 +362,7 @@ static ssize_t conn_recv(es_conn *c, uint8_t *dst, size_t room)
 {
     if (c->ssl == NULL)
         return sys_recv(c->fd, dst, room, 0);
-    c->flags &= (uint16_t)~(CF_TLS_MORE | CF_TLS_RWW);
+    c->flags &= (uint32_t)~(CF_TLS_MORE | CF_TLS_RWW);
     size_t got = 0;
     while (room - got >= TLS_RECORD_MAX) {
         size_t want = room - got;
@@ -421,7 +443,7 @@ static int conn_settle(es_conn *c)
     if (queued >= OUT_HIGH_WATER && c->msg_passed == 0)
         c->flags |= CF_PAUSED;
     else if (queued <= OUT_LOW_WATER)
-        c->flags &= (uint16_t)~CF_PAUSED;
+        c->flags &= (uint32_t)~CF_PAUSED;
     return 0;
 }
 
@@ -692,7 +714,7 @@ static int conn_handshake(es_conn *c)
     int r = SSL_do_handshake(c->ssl);
     if (r == 1) {
         conn_list_remove(&w->handshake, c);
-        c->flags &= (uint16_t)~CF_HANDSHAKE;
+        c->flags &= (uint32_t)~CF_HANDSHAKE;
         c->last_active = w->now;
         conn_list_append(&w->active[c->slot], c);
         conn_log(ES_LOG_DEBUG, c, "TLS handshake with %s done: %s, %s",
@@ -831,7 +853,7 @@ static int conn_proxy_read(es_conn *c)
                  peer_name(c));
     }
     conn_list_remove(&w->proxy, c);
-    c->flags &= (uint16_t)~CF_PROXY;
+    c->flags &= (uint32_t)~CF_PROXY;
     c->last_active = w->now;
     if (c->ssl != NULL) {
         c->flags |= CF_HANDSHAKE;
@@ -879,7 +901,7 @@ void conn_event(es_conn *c, uint32_t events)
     if (events & EPOLLOUT) {
         if (c->flags & CF_TLS_RWW) {
             /* A read stopped for the socket to be writable: resume it. */
-            c->flags &= (uint16_t)~CF_TLS_RWW;
+            c->flags &= (uint32_t)~CF_TLS_RWW;
             if (conn_read(c) < 0)
                 return;
         }
@@ -925,7 +947,7 @@ static int conn_start(es_conn *c)
         conn_destroy(c);
         return -1;
     }
-    c->flags &= (uint16_t)~CF_NOPLUGIN;
+    c->flags &= (uint32_t)~CF_NOPLUGIN;
     conn_log(ES_LOG_DEBUG, c, "connection from %s on %s (listener %s%s)", peer_name(c), l->name,
               l->svc->cfg->name, c->ssl != NULL ? ", TLS" : "");
     return conn_flush(c);
@@ -1056,6 +1078,10 @@ static int conn_flush_uring(es_conn *c)
         size_t len = w->span_len ? w->span_len : w->stage.len;
         int idle = !(c->flags & CF_SENDING) && c->out.len == 0;
         int rc = 0;
+        if (len == 0 && c->out.len == 0)
+            quiet_enter(c);
+        else
+            quiet_leave(c);
         if (len == 0) {
             /* nothing to send */
         } else if (w->span_len > 0 && w->cur_bid >= 0 && c->out.len == 0 &&
@@ -1087,7 +1113,7 @@ static int conn_flush_uring(es_conn *c)
         conn_destroy(c);
         return -1;
     }
-    uint16_t was_paused = c->flags & CF_PAUSED;
+    uint32_t was_paused = c->flags & CF_PAUSED;
     if (conn_settle(c) < 0)
         return -1;
     if ((c->flags & CF_PAUSED) && !was_paused)
@@ -1099,9 +1125,36 @@ static int conn_flush_uring(es_conn *c)
     return 0;
 }
 
+void conn_probe(es_conn *c)
+{
+    quiet_leave(c);
+    uint8_t b;
+    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+                            errno == ENOMEM)))
+        return; /* there: its receive reports what comes */
+    if (c->flags & CF_LINGER) {
+        conn_destroy(c); /* the peer's end, or its reset: what lingering waits for */
+        return;
+    }
+    if (n == 0) {
+        if (c->flags & CF_EOF)
+            return;
+        conn_log(ES_LOG_DEBUG, c, "end of input from %s, found by a probe", peer_name(c));
+        uring_recv_stop(c);
+        conn_eof(c);
+        return;
+    }
+    conn_log(ES_LOG_DEBUG, c, "read from %s: %s (found by a probe)", peer_name(c),
+             strerror(errno));
+    metrics_add(&c->stats->errors[ME_IO], 1);
+    conn_destroy(c);
+}
+
 void conn_uring_free(es_conn *c)
 {
     conn_list_remove(&c->w->zombies, c);
+    close(c->fd);
     pool_put(c->w, &c->sending);
     free(c);
 }
@@ -1120,7 +1173,7 @@ void conn_uring_recv(es_conn *c, int res, int bid, int more)
 {
     worker *w = c->w;
     if (!more)
-        c->flags &= (uint16_t)~CF_RECVING;
+        c->flags &= (uint32_t)~CF_RECVING;
     if (c->flags & CF_DEAD) {
         if (bid >= 0)
             uring_buf_release(w, bid);
@@ -1189,7 +1242,7 @@ void conn_uring_recv(es_conn *c, int res, int bid, int more)
 
 void conn_uring_sent(es_conn *c, int res)
 {
-    c->flags &= (uint16_t)~CF_SENDING;
+    c->flags &= (uint32_t)~CF_SENDING;
     if (c->flags & CF_DEAD) {
         if (c->tx != NULL)
             uring_tx_finish(c, 0, NULL);

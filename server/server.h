@@ -125,13 +125,14 @@ enum {
     CF_SENDING = 1 << 13, /* a send is in flight: of tx's segments, or of sending */
     CF_DEAD = 1 << 14,    /* closed: in w->zombies until its operations complete */
     CF_REARM = 1 << 15,   /* its receive found no buffer: armed again after this turn */
+    CF_QUIET = 1 << 16,   /* its last read sent nothing: in w->quiet, to be probed */
 };
 
 /* One client connection. Owned by the worker that accepted it, for life:
  * every field is touched by that worker's thread only. */
 struct es_conn {
     uint8_t kind;          /* SRC_CONN */
-    uint16_t flags;        /* CF_* */
+    uint32_t flags;        /* CF_* */
     uint32_t events;       /* epoll mask registered */
     int fd;
     uint32_t slot;         /* its idle list: w->active[slot] */
@@ -142,6 +143,7 @@ struct es_conn {
     conn_link link;        /* in its idle list, w->handshake, w->proxy or w->linger */
     uint64_t last_active;  /* ms, worker clock */
     conn_link plink;       /* in w->partial[slot] while CF_PARTIAL */
+    conn_link qlink;       /* in w->quiet while CF_QUIET */
     uint64_t msg_start;    /* ms, worker clock: when its partial message began */
     buf in;                /* unconsumed input, when a message spans reads */
     size_t msg_passed;     /* bytes of the unfinished message the plugin's partial hook
@@ -171,6 +173,7 @@ struct conn_list {
 struct worker {
     uint8_t wake_kind;     /* SRC_WAKE: data.ptr of the eventfd */
     int id;
+    int nworkers;          /* in the pool, this one included; fixed at start */
     server *srv;
     pthread_t thread;
     int epfd;
@@ -203,6 +206,8 @@ struct worker {
     int cur_bid;           /* io_uring: provided buffer of the input being handled, or -1 */
     int cur_bid_held;      /* a send from it is in flight: not to be given back yet */
     conn_list zombies;     /* io_uring: closed connections with operations in flight */
+    conn_list quiet;       /* io_uring: connections whose last read sent nothing, linked
+                            * through qlink, least recently active first (conn_probe) */
     int init_state;        /* 0 starting, 1 running, -1 failed to start (init_err) */
     char init_err[256];
     int accepting;         /* listeners are in epfd */
@@ -333,6 +338,14 @@ void conn_proxy_expired(es_conn *c);
  * worker; c is freed. */
 void conn_read_expired(es_conn *c);
 
+/* Ask the socket of c, the head of w->quiet, whether the peer is still
+ * there (one non-blocking MSG_PEEK). A multishot receive can deliver the
+ * last bytes before a reset and never report the reset itself (seen with
+ * Linux 6.18 under a flood of data + RST); a read that sent a reply would
+ * find it out when sending, one that sent nothing would wait forever.
+ * Gone: handled as the end or error the receive missed. Owning worker; c
+ * leaves w->quiet and may be freed. */
+void conn_probe(es_conn *c);
 
 /* Unlink c from its list. */
 void conn_list_remove(conn_list *l, es_conn *c);
@@ -351,7 +364,8 @@ void conn_uring_kick(es_conn *c);
 /* Free w's spare buffers. */
 void conn_pool_free(worker *w);
 
-/* Free the closed c, whose operations are over (or whose ring is gone). */
+/* Close the socket of the closed c and free it: its operations are over
+ * (or its ring is gone). */
 void conn_uring_free(es_conn *c);
 
 /* worker.c */

@@ -31,6 +31,7 @@ void uring_epoll_again(worker *w) { (void)w; }
 int uring_accept_start(worker *w) { (void)w; errno = ENOSYS; return -1; }
 void uring_accept_stop(worker *w) { (void)w; }
 int uring_accept_one(worker *w, int lfd) { (void)w; (void)lfd; return -1; }
+void uring_accept_yield(worker *w, int lfd) { (void)w; (void)lfd; }
 int uring_recv_start(es_conn *c) { (void)c; return -1; }
 void uring_recv_stop(es_conn *c) { (void)c; }
 void uring_recv_later(es_conn *c) { (void)c; }
@@ -100,6 +101,9 @@ struct uring {
                                    * completes during its submission (-EAGAIN included) */
     es_conn **rearm;              /* connections whose receive ran out of buffers */
     size_t nrearm, caprearm;
+    int yield[URING_YIELD_MAX];   /* listening sockets whose accept moves to the back of
+                                   * the queue after this turn (uring_accept_yield) */
+    unsigned nyield;
 };
 
 _Static_assert(URING_BUFS > 0 && (URING_BUFS & (URING_BUFS - 1)) == 0,
@@ -274,7 +278,7 @@ void uring_recv_later(es_conn *c)
         if (v == NULL) {
             log_error("io_uring: out of memory: closing a connection that ran out of "
                       "receive buffers");
-            c->flags &= (uint16_t)~CF_RECVING;
+            c->flags &= (uint32_t)~CF_RECVING;
             conn_destroy(c);
             return;
         }
@@ -404,6 +408,16 @@ int uring_accept_one(worker *w, int lfd)
     return accept_arm(w, lfd);
 }
 
+void uring_accept_yield(worker *w, int lfd)
+{
+    struct uring *u = w->ring;
+    for (unsigned i = 0; i < u->nyield; i++)
+        if (u->yield[i] == lfd)
+            return;
+    if (u->nyield < URING_YIELD_MAX)
+        u->yield[u->nyield++] = lfd;
+}
+
 int uring_accept_start(worker *w)
 {
     gen *g = w->gen;
@@ -423,6 +437,7 @@ void uring_accept_stop(worker *w)
     for (size_t i = 0; i < g->nlisteners; i++)
         cancel(u, ud_accept(u->epoch, g->listeners[i].fd));
     u->epoch++;
+    u->nyield = 0;
 }
 
 void uring_epoll_again(worker *w)
@@ -483,13 +498,18 @@ static void reap(worker *w)
             complete(w, batch[i]->user_data, batch[i]->res, batch[i]->flags);
         io_uring_cq_advance(&u->ring, n);
     }
+    /* Accepts that took a connection step back: their cancellation ends
+     * them, and the end arms them again at the back of the wait queue. */
+    for (unsigned i = 0; i < u->nyield; i++)
+        cancel(u, ud_accept(u->epoch, u->yield[i]));
+    u->nyield = 0;
     /* Connections that found no buffer receive again, now that the ones
      * handled above are back. */
     size_t n = u->nrearm;
     u->nrearm = 0;
     for (size_t i = 0; i < n; i++) {
         es_conn *c = u->rearm[i];
-        c->flags &= (uint16_t)~(CF_REARM | CF_RECVING);
+        c->flags &= (uint32_t)~(CF_REARM | CF_RECVING);
         conn_uring_kick(c);
     }
 }

@@ -58,6 +58,13 @@ void uring_accept_stop(worker *w);
  * accept ended. Returns 0, or -1. Owning worker. */
 int uring_accept_one(worker *w, int lfd);
 
+/* w took a connection from lfd: let the other workers take the next ones.
+ * A multishot accept keeps its place at the head of the socket's wait
+ * queue, so the worker that armed first would get every connection; after
+ * this loop turn w's accept on lfd is cancelled, and its end arms it again
+ * (worker_accept_done), behind the other workers'. Owning worker. */
+void uring_accept_yield(worker *w, int lfd);
+
 /* Arm c's multishot receive, unless it is armed. Returns 0, or -1 when
  * the ring is broken. Owning worker. */
 int uring_recv_start(es_conn *c);

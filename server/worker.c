@@ -202,13 +202,20 @@ void worker_accept_done(worker *w, int lfd, int current, int res, int more)
                 worker_take(w, l, res, (struct sockaddr *)&ss, sl);
             }
         }
-        if (!more && current && w->accepting && l != NULL && uring_accept_one(w, lfd) < 0)
-            accept_pause(w, l, ENOMEM);
+        if (!current || !w->accepting || l == NULL)
+            return;
+        if (!more) {
+            if (uring_accept_one(w, lfd) < 0)
+                accept_pause(w, l, ENOMEM);
+        } else if (w->nworkers > 1) {
+            uring_accept_yield(w, lfd);
+        }
         return;
     }
-    if (!current || res == -ECANCELED || !w->accepting)
+    if (!current || !w->accepting)
         return;
     switch (-res) {
+    case ECANCELED: /* uring_accept_yield's: armed again, behind the other workers */
     case EAGAIN:
     case EINTR:
     case ECONNABORTED:
@@ -324,6 +331,10 @@ static int worker_timers(worker *w)
         if (pl->head != NULL && pl->head->msg_start + ms < next)
             next = pl->head->msg_start + ms;
     }
+    while (w->quiet.head != NULL && w->now - w->quiet.head->last_active >= URING_QUIET_PROBE_MS)
+        conn_probe(w->quiet.head);
+    if (w->quiet.head != NULL && w->quiet.head->last_active + URING_QUIET_PROBE_MS < next)
+        next = w->quiet.head->last_active + URING_QUIET_PROBE_MS;
     while (w->linger.head != NULL && w->now - w->linger.head->last_active >= LINGER_MS)
         conn_destroy(w->linger.head);
     if (w->linger.head != NULL && w->linger.head->last_active + LINGER_MS < next)
@@ -631,6 +642,7 @@ int worker_start_all(server *srv, char *err, size_t errlen)
         worker *w = &srv->workers[i];
         w->wake_kind = SRC_WAKE;
         w->id = i;
+        w->nworkers = n;
         w->srv = srv;
         w->wakefd = -1;
         w->epfd = epoll_create1(EPOLL_CLOEXEC);

@@ -651,6 +651,45 @@ static void test_admin_config(void **state)
     }
 }
 
+/* 5. The workers share the connections. With io_uring a multishot accept keeps its place at the
+ * head of the listening socket's queue, so without taking turns the worker that armed first
+ * would get them all: 64 clients, connected one after another and each served before the
+ * next, must land on both workers of threads = 2. epoll wakes whichever worker waits first
+ * (an idle one may take them all, which is fine): there, only the total is checked. */
+static void test_workers_share(void **state)
+{
+    enum { N = 64 };
+    struct hs_ctx *c = begin(state, __func__);
+    struct expo *e = malloc(sizeof *e);
+    assert_non_null(e);
+    hs_ctx_write_conf(c, "metrics.ini",
+                      "[server]\nbind = 127.0.0.1:0\nthreads = 2\nplugin_dir = %s\n\n"
+                      "[admin]\nbind = 127.0.0.1:0\n", hs_env_path("ES_PLUGIN_DIR"));
+    struct hs_proc *srv = hs_ctx_start_conf(c, 2, 0);
+    char adm[HS_ADDR_MAX];
+    admin_addr(srv, adm, sizeof adm);
+    const char *at = hs_addr(srv, 0);
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = hs_ctx_connect(c, at, IO_MS);
+        ping_size(fds[i], 16, (unsigned)i);
+    }
+    struct want all[] = {{"echosrv_worker_connections", NULL, N}};
+    expect(adm, all, 1, e);
+    double w0 = expo_get(e, "echosrv_worker_connections", "worker=0");
+    double w1 = expo_get(e, "echosrv_worker_connections", "worker=1");
+    bool uring = hs_output_has(srv, "io: io_uring");
+    fprintf(stderr, "# %s: worker 0 has %.0f connections, worker 1 %.0f\n",
+            uring ? "io_uring" : "epoll", w0, w1);
+    if (uring && (w0 < N / 4 || w1 < N / 4))
+        HS_FAIL("io_uring: %d connections were shared %.0f / %.0f between the two workers",
+                N, w0, w1);
+    for (int i = 0; i < N; i++)
+        hs_ctx_untrack_close(c, fds[i]);
+    free(e);
+    assert_int_equal(hs_stop(srv, IO_MS), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -658,6 +697,7 @@ int main(void)
         HS_CTX_TEST(test_http),
         HS_CTX_TEST(test_echocli_info),
         HS_CTX_TEST(test_admin_config),
+        HS_CTX_TEST(test_workers_share),
     };
 
     if (hs_process_init() < 0)
