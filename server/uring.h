@@ -58,7 +58,8 @@ void uring_accept_stop(worker *w);
  * accept ended. Returns 0, or -1. Owning worker. */
 int uring_accept_one(worker *w, int lfd);
 
-/* w took a connection from lfd: let the other workers take the next ones.
+/* w took a connection from lfd and holds more than its share: let the
+ * other workers take the next ones.
  * A multishot accept keeps its place at the head of the socket's wait
  * queue, so the worker that armed first would get every connection; after
  * this loop turn w's accept on lfd is cancelled, and its end arms it again

@@ -207,7 +207,10 @@ void worker_accept_done(worker *w, int lfd, int current, int res, int more)
         if (!more) {
             if (uring_accept_one(w, lfd) < 0)
                 accept_pause(w, l, ENOMEM);
-        } else if (w->nworkers > 1) {
+        } else if (w->nworkers > 1 &&
+                   (long)w->gen->wconns[w->id] * w->nworkers >
+                       atomic_load_explicit(&w->srv->nconns, memory_order_relaxed)) {
+            /* More than its share: the next connections go to the others. */
             uring_accept_yield(w, lfd);
         }
         return;
