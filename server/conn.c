@@ -237,12 +237,6 @@ void conn_destroy(es_conn *c)
     partial_leave(c);
     quiet_leave(c);
     SSL_free(c->ssl);
-    /* With io_uring operations in flight the descriptor stays open until
-     * they are over (conn_uring_free): some may not be submitted yet, and
-     * they name the socket by its number, which another worker's accept
-     * could otherwise be given in between. */
-    if (!(c->flags & (CF_RECVING | CF_SENDING)))
-        close(c->fd);
     pool_put(w, &c->in);
     pool_put(w, &c->out);
     free(c->peer_text);
@@ -250,13 +244,17 @@ void conn_destroy(es_conn *c)
     metrics_closed(c->stats);
     if (c->flags & (CF_RECVING | CF_SENDING)) {
         /* io_uring operations still point at c (and a send at its bytes):
-         * it waits in w->zombies for their completions, cancelled. */
+         * it waits in w->zombies for their completions, cancelled. Its
+         * descriptor stays open until then (conn_uring_free): some may not
+         * be submitted yet, and they name the socket by its number, which
+         * another worker's accept could otherwise be given in between. */
         uring_conn_cancel(c);
         c->flags |= CF_DEAD;
         c->ssl = NULL;
         c->peer_text = NULL;
         conn_list_append(&w->zombies, c);
     } else {
+        close(c->fd);
         pool_put(w, &c->sending);
         free(c);
     }
