@@ -494,8 +494,16 @@ static void reap(worker *w)
         unsigned n = io_uring_peek_batch_cqe(&u->ring, batch, 256);
         if (n == 0)
             break;
+        /* Accepts first: one armed again here (after a turn behind the
+         * other workers) is then submitted ahead of this turn's replies,
+         * and cannot take the connection a client opens on reading one of
+         * them, which the head of the queue was woken for. */
         for (unsigned i = 0; i < n; i++)
-            complete(w, batch[i]->user_data, batch[i]->res, batch[i]->flags);
+            if ((batch[i]->user_data & OP_MASK) == OP_ACCEPT)
+                complete(w, batch[i]->user_data, batch[i]->res, batch[i]->flags);
+        for (unsigned i = 0; i < n; i++)
+            if ((batch[i]->user_data & OP_MASK) != OP_ACCEPT)
+                complete(w, batch[i]->user_data, batch[i]->res, batch[i]->flags);
         io_uring_cq_advance(&u->ring, n);
     }
     /* Accepts that took a connection step back: their cancellation ends
