@@ -5,16 +5,35 @@
 #include <stdio.h>
 #include <string.h>
 
-/* A separator of at most SHORT_SEP_MAX bytes is first looked for in the
- * next SHORT_SPAN bytes with memchr on its last byte and a compare of the
- * rest: a small message, alone or among pipelined ones, costs a few
- * instructions, where memmem first clears a 256-byte shift table. That
- * window costs at most SHORT_SEP_MAX - 1 compares per byte; past it, memmem
- * (Two-Way) keeps a long message's scan linear whatever its bytes. */
-#define SHORT_SPAN 256
+/* A separator of 2 to SHORT_SEP_MAX bytes is looked for STRIDE positions at
+ * a time, in vectors of BLOCK bytes: one compare finds where its first byte
+ * is, another where its last byte is (m - 1 further on), and only a stride
+ * with a position that has both is searched in full (find_tail). Bodies that
+ * hold neither byte (text, most binary data) stream through at vector
+ * speed, so a long message's scan costs little beside its copies, and no
+ * set-up is paid per message. Any input costs at most SHORT_SEP_MAX - 1
+ * compares per byte. A longer separator goes to memmem (Two-Way, linear
+ * whatever its bytes). The vector type is GCC's generic one: x86-64 builds
+ * carry an AVX2 clone chosen at load time (an ifunc; not under
+ * ThreadSanitizer, whose run time is not up yet when ifuncs are resolved),
+ * other targets use what they have. */
 #define SHORT_SEP_MAX 16
+#define BLOCK 32
+#define STRIDE (4 * BLOCK) /* tested at once */
 
-static const uint8_t *find_short(const uint8_t *hay, size_t n, const uint8_t *sep, size_t m)
+typedef uint8_t block_u8 __attribute__((vector_size(BLOCK)));
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
+#define FRAME_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define FRAME_CLONES
+#endif
+
+/* Positions [0, n - m] of hay, by memchr on the separator's last byte and a
+ * compare of the rest: what is left after the strides (less than
+ * STRIDE + m - 1 bytes), or a stride in which the vector test found a
+ * candidate. */
+static const uint8_t *find_tail(const uint8_t *hay, size_t n, const uint8_t *sep, size_t m)
 {
     const uint8_t *p = hay + m - 1, *end = hay + n;
     uint8_t last = sep[m - 1];
@@ -30,18 +49,52 @@ static const uint8_t *find_short(const uint8_t *hay, size_t n, const uint8_t *se
     return NULL;
 }
 
+/* Does any of the STRIDE positions from hay have the separator's first
+ * byte there and its last byte m - 1 further on? */
+static inline int stride_hits(const uint8_t *hay, size_t m, const block_u8 *first,
+                              const block_u8 *last)
+{
+    block_u8 any = {0};
+#pragma GCC unroll 4
+    for (size_t u = 0; u < STRIDE; u += BLOCK) {
+        block_u8 a, b;
+        memcpy(&a, hay + u, BLOCK); /* unaligned loads */
+        memcpy(&b, hay + u + m - 1, BLOCK);
+        any |= (block_u8)((a == *first) & (b == *last));
+    }
+    uint64_t w[BLOCK / 8];
+    memcpy(w, &any, BLOCK);
+    _Static_assert(BLOCK == 32, "four words are tested");
+    return (w[0] | w[1] | w[2] | w[3]) != 0;
+}
+
+FRAME_CLONES
+static const uint8_t *find_short(const uint8_t *hay, size_t n, const uint8_t *sep, size_t m)
+{
+    block_u8 first, last;
+    for (size_t j = 0; j < BLOCK; j++) {
+        first[j] = sep[0];
+        last[j] = sep[m - 1];
+    }
+    size_t i = 0;
+    for (; i + STRIDE + m - 1 <= n; i += STRIDE) {
+        if (!stride_hits(hay + i, m, &first, &last))
+            continue;
+        /* A candidate: rare in most data, at worst every position. */
+        const uint8_t *hit = find_tail(hay + i, STRIDE + m - 1, sep, m);
+        if (hit != NULL)
+            return hit;
+    }
+    return find_tail(hay + i, n - i, sep, m);
+}
+
 static const uint8_t *find_sep(const uint8_t *hay, size_t n, const uint8_t *sep, size_t m)
 {
+    if (m == 1)
+        return memchr(hay, sep[0], n);
     if (m > SHORT_SEP_MAX)
         return memmem(hay, n, sep, m);
-    if (n <= SHORT_SPAN)
-        return find_short(hay, n, sep, m);
-    const uint8_t *hit = find_short(hay, SHORT_SPAN, sep, m);
-    if (hit != NULL)
-        return hit;
-    /* The rest, from the last position the window could not finish. */
-    size_t from = SHORT_SPAN - (m - 1);
-    return memmem(hay + from, n - from, sep, m);
+    return find_short(hay, n, sep, m);
 }
 
 size_t frame_next(frame_scan *fs, const uint8_t *data, size_t len)

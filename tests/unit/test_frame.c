@@ -315,8 +315,9 @@ static void test_matches_memmem(void **state)
                              len, trial, got, want);
             }
         }
-    }    /* A separator at every place around the end of the memchr window, in
-     * a long span (the rest is searched with memmem). */
+    }
+    /* A separator at every place around the 32-byte blocks of the vector
+     * scan, in a long span. */
     for (size_t sep_len = 1; sep_len <= 20; sep_len += 3) {
         memset(sep, '\r', sep_len);
         sep[sep_len - 1] = '\n';
@@ -327,6 +328,29 @@ static void test_matches_memmem(void **state)
             size_t got = frame_next(&fs, data, sizeof data);
             if (got != pos + sep_len)
                 fail_msg("sep_len %zu at %zu: frame %zu", sep_len, pos, got);
+        }
+    }
+    /* Near misses everywhere: the data repeats the separator with one middle
+     * byte changed, so its first and last bytes are found at the same
+     * distance over and over and only the full compare tells; the real
+     * separator then goes at every place of the first blocks, and nowhere. */
+    for (size_t sep_len = 3; sep_len <= 16; sep_len++) {
+        for (size_t i = 0; i < sep_len; i++)
+            sep[i] = (uint8_t)('A' + i);
+        for (size_t pos = 0; pos <= 100; pos++) {
+            for (size_t i = 0; i < sizeof data; i++)
+                data[i] = sep[i % sep_len];
+            for (size_t i = sep_len / 2; i < sizeof data; i += sep_len)
+                data[i] = '?';
+            if (pos < 100)
+                memcpy(data + pos, sep, sep_len);
+            const uint8_t *hit = memmem(data, sizeof data, sep, sep_len);
+            size_t want = hit == NULL ? 0 : (size_t)(hit - data) + sep_len;
+            frame_scan fs = {.sep = sep, .sep_len = sep_len, .scanned = 0};
+            size_t got = frame_next(&fs, data, sizeof data);
+            if (got != want || (pos < 100 && want == 0))
+                fail_msg("near misses, sep_len %zu at %zu: frame %zu, memmem says %zu", sep_len,
+                         pos, got, want);
         }
     }
 }
