@@ -316,7 +316,7 @@ static void test_matches_memmem(void **state)
             }
         }
     }
-    /* A separator at every place around the 32-byte blocks of the vector
+    /* A separator at every place around the 128-byte strides of the vector
      * scan, in a long span. */
     for (size_t sep_len = 1; sep_len <= 20; sep_len += 3) {
         memset(sep, '\r', sep_len);
