@@ -198,7 +198,8 @@ struct worker {
     const uint8_t *span;   /* replies that are bytes of that input, not copied */
     size_t span_len;
     buf stage;             /* other replies of one read, sent with one write */
-    uint8_t *rbuf;         /* READ_BUF_SIZE bytes */
+    uint8_t *rbuf;         /* READ_BUF_SIZE bytes (buf_alloc_io) */
+    void *rbuf_mem;        /* its allocation */
     buf pool[POOL_SLOTS];  /* spare buffers for connections' queues (conn.c): an idle
                             * connection holds none, a busy one takes them warm */
     size_t npool, pool_bytes;

@@ -93,7 +93,8 @@ struct uring {
     size_t nfree_tx;
     struct io_uring_buf_ring *br; /* the provided-buffer ring */
     size_t br_size;
-    uint8_t *bufs;                /* URING_BUFS buffers of URING_BUF_SIZE bytes */
+    uint8_t *bufs;                /* URING_BUFS buffers of URING_BUF_SIZE bytes (buf_alloc_io) */
+    void *bufs_mem;               /* their allocation */
     uint32_t epoch;               /* of the accepts armed now */
     int epoll_armed;              /* the poll on w->epfd is in flight */
     int epoll_ready;              /* the epoll set may have events */
@@ -177,7 +178,7 @@ int uring_worker_init(worker *w, char *err, size_t errlen)
     }
     u->br_size = URING_BUFS * sizeof(struct io_uring_buf);
     void *mem = mmap(NULL, u->br_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    u->bufs = malloc((size_t)URING_BUFS * URING_BUF_SIZE);
+    u->bufs = buf_alloc_io((size_t)URING_BUFS * URING_BUF_SIZE, &u->bufs_mem);
     if (mem == MAP_FAILED || u->bufs == NULL) {
         snprintf(err, errlen, "out of memory for the receive buffers");
         goto fail;
@@ -200,7 +201,7 @@ int uring_worker_init(worker *w, char *err, size_t errlen)
 fail:
     if (mem != MAP_FAILED)
         munmap(mem, u->br_size);
-    free(u->bufs);
+    free(u->bufs_mem);
     io_uring_queue_exit(&u->ring);
     free(u);
     return -1;
@@ -613,7 +614,7 @@ void uring_worker_free(worker *w)
         u->free_tx = next;
     }
     munmap(u->br, u->br_size);
-    free(u->bufs);
+    free(u->bufs_mem);
     free(u->rearm);
     free(u);
     w->ring = NULL;

@@ -593,11 +593,12 @@ static void worker_free(worker *w)
     w->epfd = w->wakefd = -1;
     buf_free(&w->stage);
     conn_pool_free(w);
-    free(w->rbuf);
+    free(w->rbuf_mem);
     free(w->active);
     free(w->gens);
     free(w->partial);
     w->rbuf = NULL;
+    w->rbuf_mem = NULL;
     w->active = NULL;
     w->partial = NULL;
     w->gens = NULL;
@@ -649,7 +650,7 @@ int worker_start_all(server *srv, char *err, size_t errlen)
         w->srv = srv;
         w->wakefd = -1;
         w->epfd = epoll_create1(EPOLL_CLOEXEC);
-        w->rbuf = malloc(READ_BUF_SIZE);
+        w->rbuf = buf_alloc_io(READ_BUF_SIZE, &w->rbuf_mem);
         w->gen = g;
         if (w->epfd < 0 || w->rbuf == NULL || worker_hold(w, g) < 0) {
             snprintf(err, errlen, "worker %d: %s", i,

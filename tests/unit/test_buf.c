@@ -311,6 +311,81 @@ static void test_buf_free(void **state)
     buf_free(&b);
 }
 
+/* buf_copy copies exactly n bytes, nothing around them, whatever the
+ * distance between the two regions modulo a page (the near distances take
+ * the vector loop) and whatever n (the loop's tail, the size threshold). */
+static void test_copy_every_distance(void **state)
+{
+    (void)state;
+    enum { GUARD = 64, MAXN = 4096 + 77 };
+    static const size_t sizes[] = {0, 1, 63, 64, 65, 1023, 1024, 1025, 1088, 4096 + 77};
+    uint8_t *src = aligned_alloc(4096, 4096 * 3);
+    uint8_t *dst = aligned_alloc(4096, 4096 * 4);
+    assert_non_null(src);
+    assert_non_null(dst);
+    for (size_t i = 0; i < 4096 * 3; i++)
+        src[i] = (uint8_t)(i * 13 + 5);
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t n = sizes[k];
+        assert_true(n <= MAXN);
+        for (size_t dist = 0; dist < 4096; dist++) {
+            const uint8_t *s = src + 100;
+            uint8_t *d = dst + GUARD + (100 + dist) % 4096;
+            memset(dst, 0xee, 4096 * 4);
+            assert_ptr_equal(buf_copy(d, s, n), d);
+            assert_memory_equal(d, s, n);
+            for (size_t g = 0; g < GUARD; g++) {
+                assert_int_equal(d[-1 - (ptrdiff_t)g], 0xee);
+                assert_int_equal(d[n + g], 0xee);
+            }
+        }
+    }
+    free(src);
+    free(dst);
+}
+
+/* The near-distance path is taken: the copy is right when buf_append puts
+ * a block 16 bytes past where it lies modulo a page, the case that made
+ * glibc's memcpy slow, and larger than the loop's 64-byte step. */
+static void test_append_near_distance(void **state)
+{
+    (void)state;
+    uint8_t *src = aligned_alloc(4096, 65536);
+    assert_non_null(src);
+    pattern(src, 65536, 0);
+    buf b = {0};
+    assert_int_equal(buf_reserve(&b, 65536 + 4096), 0);
+    size_t skew = ((uintptr_t)src + 16 - (uintptr_t)buf_tail(&b)) & 4095;
+    assert_int_equal(buf_append(&b, src, skew), 0);
+    assert_int_equal(((uintptr_t)buf_tail(&b) - (uintptr_t)src) & 4095, 16);
+    assert_int_equal(buf_append(&b, src, 65536 - 3), 0);
+    assert_memory_equal(buf_head(&b) + skew, src, 65536 - 3);
+    check_invariants(&b);
+    buf_free(&b);
+    free(src);
+}
+
+/* buf_alloc_io: n usable bytes half a page past a page boundary, freed
+ * through *mem (AddressSanitizer checks both). */
+static void test_alloc_io(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {1, 2048, 2049, 4096, 65536, 65536 * 8 + 5};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        void *mem = (void *)1;
+        uint8_t *p = buf_alloc_io(sizes[k], &mem);
+        assert_non_null(p);
+        assert_non_null(mem);
+        assert_int_equal((uintptr_t)p & 4095, 2048);
+        memset(p, 0xab, sizes[k]);
+        assert_int_equal(p[sizes[k] - 1], 0xab);
+        free(mem);
+    }
+    void *mem = (void *)1;
+    assert_null(buf_alloc_io(SIZE_MAX - 100, &mem));
+    assert_null(mem);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -326,6 +401,9 @@ int main(void)
         cmocka_unit_test(test_large_append),
         cmocka_unit_test(test_reserve_overflow),
         cmocka_unit_test(test_buf_free),
+        cmocka_unit_test(test_copy_every_distance),
+        cmocka_unit_test(test_append_near_distance),
+        cmocka_unit_test(test_alloc_io),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
