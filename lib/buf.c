@@ -8,17 +8,11 @@
 #define PAGE 4096
 #define IO_SKEW (PAGE / 2)
 
-/* Below this, glibc copies with vector moves anyway (its rep movsb
- * threshold is 2 KiB and up); the window checked is twice the bad one. */
-#define COPY_NEAR_MIN 1024
-#define COPY_NEAR_SPAN 64
-
 typedef uint8_t v16 __attribute__((vector_size(16), aligned(1), may_alias));
 
 void *buf_copy(void *dst, const void *src, size_t n)
 {
-    uintptr_t dist = ((uintptr_t)dst - (uintptr_t)src) & (PAGE - 1);
-    if (n < COPY_NEAR_MIN || dist == 0 || dist >= COPY_NEAR_SPAN)
+    if (!buf_copy_near(dst, src, n))
         return memcpy(dst, src, n);
     uint8_t *d = dst;
     const uint8_t *s = src;

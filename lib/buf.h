@@ -48,6 +48,14 @@ static inline void buf_consume(buf *b, size_t n)
  * Such copies go through 16-byte vector moves instead. Any thread. */
 void *buf_copy(void *dst, const void *src, size_t n);
 
+/* Whether buf_copy takes the vector moves for this copy: from 2 KiB (below
+ * it glibc's memcpy does not use rep movsb) at a distance of 1 to 31 bytes. */
+static inline int buf_copy_near(const void *dst, const void *src, size_t n)
+{
+    uintptr_t dist = ((uintptr_t)dst - (uintptr_t)src) & 4095;
+    return n >= 2048 && dist >= 1 && dist < 32;
+}
+
 /* Memory for n bytes that the kernel copies into or out of (a read buffer,
  * io_uring's receive buffers), starting half a page past a page boundary.
  * The kernel's socket buffers tend to start on page boundaries, and its

@@ -15,10 +15,11 @@
 #define POOL_MAX (4 * 1024 * 1024)    /* and larger ones go back to it */
 #define URING_BUFS 512                /* io_uring: receive buffers per worker (a power of two) */
 #define URING_BUF_SIZE (16 * 1024)    /* io_uring: bytes of one receive buffer */
-#define URING_TX_SEGS 64              /* io_uring: receive buffers one send may take: 1 MiB, what
-                                       * one connection can bring in a loop turn (beyond it,
-                                       * replies are copied and input held until it drains) */
-#define URING_TX_KEEP 64              /* io_uring: sends kept for reuse per worker */
+#define URING_TX_SEGS 64              /* io_uring: receive buffers one send may take (1 MiB; past
+                                       * it, replies are copied and input held until they drain) */
+#define URING_TX_SMALL 16             /* io_uring: segments of a send as it starts */
+#define URING_TX_KEEP 64              /* io_uring: small sends kept for reuse per worker */
+#define URING_TX_KEEP_LARGE 16        /* io_uring: large ones */
 #define URING_SQ_ENTRIES 1024         /* io_uring: submission queue of a worker */
 #define URING_CQ_ENTRIES 8192         /* io_uring: completion queue of a worker */
 #define URING_REPLY_WAIT_US 1000      /* io_uring: longest wait before a reply's completion is seen */

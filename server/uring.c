@@ -74,23 +74,26 @@ enum { OP_RECV = 1, OP_SEND = 2, OP_ACCEPT = 3, OP_EPOLL = 4, OP_IGNORE = 5 };
 #define BGID 0
 
 /* A send from provided buffers: one sendmsg of up to URING_TX_SEGS
- * segments, the replies to the reads of one loop turn. */
+ * segments, the replies to the reads of one loop turn. Most take one
+ * segment or a few: a send starts small (URING_TX_SMALL segments, a size
+ * malloc keeps in its per-thread cache) and moves to a large one when one
+ * segment more joins it, before it is submitted. */
 typedef struct uring_tx {
     struct msghdr mh;
-    struct iovec iov[URING_TX_SEGS];
-    int bid[URING_TX_SEGS];
-    unsigned n;
+    unsigned n, cap;              /* segments in iov and bid, and room for */
     uint64_t submits;             /* u->submits when prepared */
     struct io_uring_sqe *sqe;     /* a send while one segment; a sendmsg from the second */
-    struct uring_tx *next;        /* in u->free_tx */
+    struct uring_tx *next;        /* in u->free_tx[] */
+    struct iovec *iov;            /* cap of each, after the struct */
+    int *bid;
 } uring_tx;
 
 struct uring {
     struct io_uring ring;
     uint64_t submits;             /* submissions so far: a send prepared since the last
                                    * one can still take segments */
-    uring_tx *free_tx;            /* sends to reuse */
-    size_t nfree_tx;
+    uring_tx *free_tx[2];         /* sends to reuse: small, large */
+    size_t nfree_tx[2];
     struct io_uring_buf_ring *br; /* the provided-buffer ring */
     size_t br_size;
     uint8_t *bufs;                /* URING_BUFS buffers of URING_BUF_SIZE bytes (buf_alloc_io) */
@@ -109,6 +112,9 @@ struct uring {
 
 _Static_assert(URING_BUFS > 0 && (URING_BUFS & (URING_BUFS - 1)) == 0,
                "a provided-buffer ring has a power-of-two size");
+_Static_assert(URING_BUF_SIZE % 4096 == 0,
+               "every receive buffer starts where buf_alloc_io put the first (page offset)");
+_Static_assert(URING_TX_SMALL >= 2 && URING_TX_SMALL < URING_TX_SEGS, "a small send grows");
 _Static_assert(_Alignof(es_conn) >= 8, "user_data keeps the operation in the low 3 bits");
 
 static uint64_t ud_conn(es_conn *c, unsigned op)
@@ -231,6 +237,39 @@ static void cancel(struct uring *u, uint64_t ud)
     io_uring_sqe_set_data64(sqe, OP_IGNORE);
 }
 
+/* A send with room for cap segments (URING_TX_SMALL or URING_TX_SEGS), from
+ * the worker's spares or malloc. NULL when out of memory. */
+static uring_tx *tx_get(struct uring *u, unsigned cap)
+{
+    int k = cap > URING_TX_SMALL;
+    uring_tx *tx = u->free_tx[k];
+    if (tx != NULL) {
+        u->free_tx[k] = tx->next;
+        u->nfree_tx[k]--;
+    } else {
+        tx = malloc(sizeof *tx + cap * (sizeof(struct iovec) + sizeof(int)));
+        if (tx == NULL)
+            return NULL;
+        tx->cap = cap;
+        tx->iov = (struct iovec *)(tx + 1);
+        tx->bid = (int *)(tx->iov + cap);
+    }
+    tx->n = 0;
+    return tx;
+}
+
+static void tx_put(struct uring *u, uring_tx *tx)
+{
+    int k = tx->cap > URING_TX_SMALL;
+    if (u->nfree_tx[k] < (k ? URING_TX_KEEP_LARGE : URING_TX_KEEP)) {
+        tx->next = u->free_tx[k];
+        u->free_tx[k] = tx;
+        u->nfree_tx[k]++;
+    } else {
+        free(tx);
+    }
+}
+
 const uint8_t *uring_buf_addr(worker *w, int bid)
 {
     return w->ring->bufs + (size_t)bid * URING_BUF_SIZE;
@@ -313,30 +352,38 @@ int uring_send_span(es_conn *c, const uint8_t *p, size_t len, int bid)
         if (tx == NULL || tx->submits != u->submits || tx->n == URING_TX_SEGS ||
             c->out.len > 0)
             return 0;
-        if (tx->n == 1) {
-            /* A second segment: the send, not submitted yet, becomes a
-             * sendmsg. */
+        int moved = 0;
+        if (tx->n == tx->cap) {
+            /* Full while small: its segments move to a large send, which
+             * takes over the entry not submitted yet. */
+            uring_tx *big = tx_get(u, URING_TX_SEGS);
+            if (big == NULL)
+                return 0;
+            memcpy(big->iov, tx->iov, tx->n * sizeof *tx->iov);
+            memcpy(big->bid, tx->bid, tx->n * sizeof *tx->bid);
+            big->n = tx->n;
+            big->sqe = tx->sqe;
+            big->submits = tx->submits;
+            tx_put(u, tx);
+            c->tx = tx = big;
+            moved = 1;
+        }
+        if (tx->n == 1 || moved) {
+            /* A second segment, or a send that moved: the entry, not
+             * submitted yet, becomes a sendmsg of this send's segments. */
             memset(&tx->mh, 0, sizeof tx->mh);
             tx->mh.msg_iov = tx->iov;
             io_uring_prep_sendmsg(tx->sqe, c->fd, &tx->mh, MSG_NOSIGNAL | MSG_DONTWAIT);
             io_uring_sqe_set_data64(tx->sqe, ud_conn(c, OP_SEND));
         }
     } else {
-        tx = u->free_tx;
-        if (tx != NULL) {
-            u->free_tx = tx->next;
-            u->nfree_tx--;
-        } else if ((tx = malloc(sizeof *tx)) == NULL) {
+        if ((tx = tx_get(u, URING_TX_SMALL)) == NULL)
             return 0;
-        }
         struct io_uring_sqe *sqe = sqe_get(u);
         if (sqe == NULL) {
-            tx->next = u->free_tx;
-            u->free_tx = tx;
-            u->nfree_tx++;
+            tx_put(u, tx);
             return -1;
         }
-        tx->n = 0;
         /* One segment (the usual case) goes as a plain send, which the
          * kernel prepares with less work than a sendmsg. */
         io_uring_prep_send(sqe, c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -372,13 +419,7 @@ ssize_t uring_tx_finish(es_conn *c, size_t sent, buf *rest)
         uring_buf_release(w, tx->bid[i]);
     }
     c->tx = NULL;
-    if (u->nfree_tx < URING_TX_KEEP) {
-        tx->next = u->free_tx;
-        u->free_tx = tx;
-        u->nfree_tx++;
-    } else {
-        free(tx);
-    }
+    tx_put(u, tx);
     return kept;
 }
 
@@ -608,10 +649,12 @@ void uring_worker_free(worker *w)
         c->tx = NULL;
         conn_uring_free(c);
     }
-    while (u->free_tx != NULL) {
-        uring_tx *next = u->free_tx->next;
-        free(u->free_tx);
-        u->free_tx = next;
+    for (int k = 0; k < 2; k++) {
+        while (u->free_tx[k] != NULL) {
+            uring_tx *next = u->free_tx[k]->next;
+            free(u->free_tx[k]);
+            u->free_tx[k] = next;
+        }
     }
     munmap(u->br, u->br_size);
     free(u->bufs_mem);

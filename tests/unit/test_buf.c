@@ -317,20 +317,23 @@ static void test_buf_free(void **state)
 static void test_copy_every_distance(void **state)
 {
     (void)state;
-    enum { GUARD = 64, MAXN = 4096 + 77 };
-    static const size_t sizes[] = {0, 1, 63, 64, 65, 1023, 1024, 1025, 1088, 4096 + 77};
+    enum { GUARD = 64 };
+    static const size_t sizes[] = {0, 1, 63, 64, 65, 2047, 2048, 2049, 2112, 4096 + 77};
     uint8_t *src = aligned_alloc(4096, 4096 * 3);
     uint8_t *dst = aligned_alloc(4096, 4096 * 4);
     assert_non_null(src);
     assert_non_null(dst);
     for (size_t i = 0; i < 4096 * 3; i++)
         src[i] = (uint8_t)(i * 13 + 5);
+    size_t near = 0;
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
         size_t n = sizes[k];
-        assert_true(n <= MAXN);
         for (size_t dist = 0; dist < 4096; dist++) {
             const uint8_t *s = src + 100;
-            uint8_t *d = dst + GUARD + (100 + dist) % 4096;
+            uint8_t *d = dst + GUARD + (100 - GUARD + dist) % 4096; /* d - s = dist mod 4096 */
+            assert_int_equal(((uintptr_t)d - (uintptr_t)s) & 4095, dist);
+            assert_int_equal(buf_copy_near(d, s, n), n >= 2048 && dist >= 1 && dist <= 31);
+            near += (size_t)buf_copy_near(d, s, n);
             memset(dst, 0xee, 4096 * 4);
             assert_ptr_equal(buf_copy(d, s, n), d);
             assert_memory_equal(d, s, n);
@@ -340,13 +343,14 @@ static void test_copy_every_distance(void **state)
             }
         }
     }
+    assert_int_equal(near, 4 * 31); /* the four sizes from 2048, 31 distances each */
     free(src);
     free(dst);
 }
 
-/* The near-distance path is taken: the copy is right when buf_append puts
- * a block 16 bytes past where it lies modulo a page, the case that made
- * glibc's memcpy slow, and larger than the loop's 64-byte step. */
+/* buf_append of a block 16 bytes past where it lies modulo a page (the
+ * distance that made glibc's memcpy slow) takes the vector moves and is
+ * right, for a copy much larger than the loop's step. */
 static void test_append_near_distance(void **state)
 {
     (void)state;
@@ -357,12 +361,35 @@ static void test_append_near_distance(void **state)
     assert_int_equal(buf_reserve(&b, 65536 + 4096), 0);
     size_t skew = ((uintptr_t)src + 16 - (uintptr_t)buf_tail(&b)) & 4095;
     assert_int_equal(buf_append(&b, src, skew), 0);
-    assert_int_equal(((uintptr_t)buf_tail(&b) - (uintptr_t)src) & 4095, 16);
+    assert_true(buf_copy_near(buf_tail(&b), src, 65536 - 3));
     assert_int_equal(buf_append(&b, src, 65536 - 3), 0);
     assert_memory_equal(buf_head(&b) + skew, src, 65536 - 3);
     check_invariants(&b);
     buf_free(&b);
     free(src);
+}
+
+/* The compaction in buf_reserve moves the live bytes to the front with
+ * buf_copy: here 16 bytes before a page multiple, so the vector moves. */
+static void test_compaction_near_distance(void **state)
+{
+    (void)state;
+    uint8_t data[12288];
+    pattern(data, sizeof data, 0);
+    buf b = {0};
+    assert_int_equal(buf_append(&b, data, sizeof data), 0);
+    assert_int_equal(b.cap, 16384);
+    buf_consume(&b, 8192 - 16);
+    assert_true(b.off >= b.len);
+    assert_true(buf_copy_near(b.data, buf_head(&b), b.len));
+    uint8_t *before = b.data;
+    assert_int_equal(buf_reserve(&b, 8000), 0);
+    assert_ptr_equal(b.data, before); /* moved in place, not grown */
+    assert_int_equal(b.off, 0);
+    assert_int_equal(b.len, 12288 - (8192 - 16));
+    assert_memory_equal(buf_head(&b), data + 8192 - 16, b.len);
+    check_invariants(&b);
+    buf_free(&b);
 }
 
 /* buf_alloc_io: n usable bytes half a page past a page boundary, freed
@@ -403,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_buf_free),
         cmocka_unit_test(test_copy_every_distance),
         cmocka_unit_test(test_append_near_distance),
+        cmocka_unit_test(test_compaction_near_distance),
         cmocka_unit_test(test_alloc_io),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
