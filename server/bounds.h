@@ -15,6 +15,7 @@
 #define POOL_MAX (4 * 1024 * 1024)    /* and larger ones go back to it */
 #define URING_BUFS 512                /* io_uring: receive buffers per worker (a power of two) */
 #define URING_BUF_SIZE (16 * 1024)    /* io_uring: bytes of one receive buffer */
+#define URING_RING_MIN 32             /* io_uring: fewest buffers left to the kernel at a time */
 #define URING_TX_SEGS 64              /* io_uring: receive buffers one send may take (1 MiB; past
                                        * it, replies are copied and input held until they drain) */
 #define URING_TX_SMALL 16             /* io_uring: segments of a send as it starts */
