@@ -13,19 +13,22 @@
  * speed, so a long message's scan costs little beside its copies, and no
  * set-up is paid per message. Any input costs at most SHORT_SEP_MAX - 1
  * compares per byte. A longer separator goes to memmem (Two-Way, linear
- * whatever its bytes). The vectors are GCC's generic ones: 16 bytes (SSE2
- * on any x86-64, NEON on arm64; 30 to 36 GB/s on one core here), 32 in a
- * build for AVX2 (-march=x86-64-v3; 45 to 48 GB/s). Vectors wider than the
- * target's registers would be split into scalar code (0.5 GB/s). */
+ * whatever its bytes). The vectors are GCC's generic ones (frame_scan.h):
+ * 16 bytes (SSE2 on any x86-64, NEON on arm64; 30 to 36 GB/s on one core
+ * here), or 32 bytes on x86-64 with AVX2 (45 to 48 GB/s): in a build for
+ * AVX2 (-march=x86-64-v3) always, in any other x86-64 build when the CPU
+ * has it, chosen at each call (a flag libgcc set at start; no ifunc).
+ * Vectors wider than the code's target would be split into scalar code
+ * (0.5 GB/s): each width is compiled for a target that has it. */
 #define SHORT_SEP_MAX 16
-#ifdef __AVX2__
-#define BLOCK 32
-#else
-#define BLOCK 16
-#endif
 #define STRIDE 128 /* positions tested at once */
 
-typedef uint8_t block_u8 __attribute__((vector_size(BLOCK)));
+#if defined(__x86_64__) && !defined(__AVX2__) && !defined(FRAME_NO_DISPATCH) && \
+    (defined(__GNUC__) || defined(__clang__))
+#define AVX2_AT_RUN_TIME 1
+#else
+#define AVX2_AT_RUN_TIME 0
+#endif
 
 /* Positions [0, n - m] of hay, by memchr on the separator's last byte and a
  * compare of the rest: what is left after the strides (less than
@@ -47,43 +50,37 @@ static const uint8_t *find_tail(const uint8_t *hay, size_t n, const uint8_t *sep
     return NULL;
 }
 
-/* Does any of the STRIDE positions from hay have the separator's first
- * byte there and its last byte m - 1 further on? */
-static inline int stride_hits(const uint8_t *hay, size_t m, const block_u8 *first,
-                              const block_u8 *last)
-{
-    block_u8 any = {0};
-#pragma GCC unroll 8
-    for (size_t u = 0; u < STRIDE; u += BLOCK) {
-        block_u8 a, b;
-        memcpy(&a, hay + u, BLOCK); /* unaligned loads */
-        memcpy(&b, hay + u + m - 1, BLOCK);
-        any |= (block_u8)((a == *first) & (b == *last));
-    }
-    uint64_t w[BLOCK / 8], bits = 0;
-    memcpy(w, &any, BLOCK);
-    for (size_t k = 0; k < BLOCK / 8; k++)
-        bits |= w[k];
-    return bits != 0;
-}
+/* find_native: the widest vectors the build's target has. */
+#ifdef __AVX2__
+#define SCAN_BLOCK 32
+#else
+#define SCAN_BLOCK 16
+#endif
+#define SCAN_NAME(x) x##_native
+#define SCAN_ATTR
+#include "frame_scan.h"
+#undef SCAN_BLOCK
+#undef SCAN_NAME
+#undef SCAN_ATTR
+
+#if AVX2_AT_RUN_TIME
+/* find_avx2: 32-byte vectors, compiled for AVX2, called where the CPU has it. */
+#define SCAN_BLOCK 32
+#define SCAN_NAME(x) x##_avx2
+#define SCAN_ATTR __attribute__((target("avx2")))
+#include "frame_scan.h"
+#undef SCAN_BLOCK
+#undef SCAN_NAME
+#undef SCAN_ATTR
+#endif
 
 static const uint8_t *find_short(const uint8_t *hay, size_t n, const uint8_t *sep, size_t m)
 {
-    block_u8 first, last;
-    for (size_t j = 0; j < BLOCK; j++) {
-        first[j] = sep[0];
-        last[j] = sep[m - 1];
-    }
-    size_t i = 0;
-    for (; i + STRIDE + m - 1 <= n; i += STRIDE) {
-        if (!stride_hits(hay + i, m, &first, &last))
-            continue;
-        /* A candidate: rare in most data, at worst every position. */
-        const uint8_t *hit = find_tail(hay + i, STRIDE + m - 1, sep, m);
-        if (hit != NULL)
-            return hit;
-    }
-    return find_tail(hay + i, n - i, sep, m);
+#if AVX2_AT_RUN_TIME
+    if (__builtin_cpu_supports("avx2"))
+        return find_avx2(hay, n, sep, m);
+#endif
+    return find_native(hay, n, sep, m);
 }
 
 static const uint8_t *find_sep(const uint8_t *hay, size_t n, const uint8_t *sep, size_t m)
